@@ -1,0 +1,84 @@
+"""The ``r2n-audio`` console script: one entry point, one module per subcommand.
+
+Each subcommand lives in :mod:`r2n_audio.commands` as a module exposing ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``; heavy imports (torch, models) happen inside
+``run`` so that ``r2n-audio --help`` stays fast.
+
+Exit codes: 0 ok, 1 some inputs failed (the others were processed), 2 usage or fatal input
+error. A user-input error prints one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from r2n_audio import __version__
+from r2n_audio.errors import R2NError
+
+__all__ = ["main", "COMMANDS"]
+
+# name -> module under r2n_audio.commands; the order is the order of `r2n-audio --help`.
+COMMANDS: dict[str, str] = {
+    "embed": "embed",
+    "score": "score",
+    "verify": "verify",
+    "export": "export",
+    "import": "import_",
+    "prepare": "prepare",
+    "make-corpus": "make_corpus",
+}
+
+
+def _available_commands() -> dict[str, object]:
+    modules = {}
+    for name, module in COMMANDS.items():
+        try:
+            modules[name] = importlib.import_module(f"r2n_audio.commands.{module}")
+        except ModuleNotFoundError as err:
+            if err.name != f"r2n_audio.commands.{module}":
+                raise
+    return modules
+
+
+def _build_parser(modules: dict[str, object]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="r2n-audio", description="Speaker verification with Res2Net backbones."
+    )
+    parser.add_argument("--version", action="version", version=f"r2n-audio {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module in modules.items():
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``r2n-audio`` with ``argv`` (defaults to ``sys.argv[1:]``) and return the exit code."""
+    parser = _build_parser(_available_commands())
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args._run(args))
+    except R2NError as err:
+        print(f"r2n-audio {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"r2n-audio {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``r2n-audio`` subcommand (see :mod:`r2n_audio.cli`)."""

@@ -1,0 +1,1 @@
+"""r2n_audio.features."""

@@ -1,0 +1,1 @@
+"""Inference: export bundles, the Embedder, ONNX/TorchScript export, checkpoint importers."""
