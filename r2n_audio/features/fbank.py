@@ -1,0 +1,311 @@
+"""Batched, padding-safe Kaldi filterbank features and per-utterance mean normalisation.
+
+:class:`Fbank` computes exactly what ``torchaudio.compliance.kaldi.fbank`` (and Kaldi's
+``compute-fbank-feats``) computes for each utterance, but for a whole padded batch at once: frames
+are cut with one ``unfold``, transformed with one ``rfft`` and mapped to mel bins with one matrix
+product, on CPU or GPU. Every per-frame step (dither, DC removal, energy floor, pre-emphasis,
+window) only ever sees samples of its own utterance, so padding never changes a valid frame.
+
+Waveform scale
+--------------
+Inputs are float waveforms in [-1, 1] (what :func:`r2n_audio.audio.load_audio` returns). Kaldi and
+WeSpeaker work on the int16 range instead: WeSpeaker multiplies by ``2**15`` before calling
+torchaudio's Kaldi fbank. ``waveform_scale`` multiplies the input first (``1.0``: torchaudio on
+the raw floats; ``32768.0``: WeSpeaker / Kaldi on int16 samples). With log power features the
+scale only adds the constant ``2 * ln(scale)`` to every bin (until the floors bite), which CMN
+removes; ``dither`` and ``energy_floor`` are in units of the *scaled* samples, as in Kaldi.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from r2n_audio.errors import R2NError
+
+__all__ = ["Fbank", "CMN", "kaldi_mel_banks", "WINDOW_TYPES"]
+
+WINDOW_TYPES = ("hamming", "hanning", "povey", "rectangular", "blackman")
+# Kaldi floors log arguments at float32 epsilon whatever the dtype (torchaudio does the same).
+_EPS = torch.finfo(torch.float32).eps
+
+
+def _mel(freq: Tensor) -> Tensor:
+    return 1127.0 * (1.0 + freq / 700.0).log()
+
+
+def kaldi_mel_banks(num_bins: int, padded_window_size: int, sample_frequency: float,
+                    low_freq: float, high_freq: float) -> Tensor:
+    """Kaldi's triangular mel filters (linear in mel), without VTLN.
+
+    Computed in float32 as Kaldi (``MelBanks``, BaseFloat) and torchaudio do: the rounding of
+    the mel edges moves weights by up to ~1e-5, which shows in float64 comparisons.
+
+    Returns
+    -------
+    banks : Tensor (num_bins, padded_window_size // 2 + 1), float32
+        Weights on the rfft bins; the Nyquist bin has weight 0, as in Kaldi.
+    """
+    nyquist = 0.5 * sample_frequency
+    if high_freq <= 0.0:
+        high_freq += nyquist  # Kaldi: a non-positive high_freq is an offset from Nyquist
+    if num_bins <= 3:
+        raise R2NError(f"num_mel_bins must be at least 4, got {num_bins}")
+    if not (0.0 <= low_freq < nyquist and 0.0 < high_freq <= nyquist and low_freq < high_freq):
+        raise R2NError(f"bad mel range: low_freq {low_freq} and high_freq {high_freq} must satisfy "
+                       f"0 <= low < high <= Nyquist ({nyquist} Hz)")
+    mel_low = 1127.0 * math.log(1.0 + low_freq / 700.0)
+    mel_high = 1127.0 * math.log(1.0 + high_freq / 700.0)
+    delta = (mel_high - mel_low) / (num_bins + 1)
+    bins = torch.arange(num_bins).unsqueeze(1)
+    left, center, right = (mel_low + (bins + k) * delta for k in (0.0, 1.0, 2.0))
+    fft_mel = _mel(sample_frequency / padded_window_size
+                   * torch.arange(padded_window_size // 2, dtype=torch.float32)).unsqueeze(0)
+    up = (fft_mel - left) / (center - left)
+    down = (right - fft_mel) / (right - center)
+    banks = torch.clamp(torch.minimum(up, down), min=0.0)
+    return nn.functional.pad(banks, (0, 1))
+
+
+def _window(window_type: str, size: int, blackman_coeff: float) -> Tensor:
+    """Kaldi's analysis windows (symmetric), float64."""
+    n = torch.arange(size, dtype=torch.float64)
+    a = 2 * math.pi / (size - 1)
+    if window_type == "hanning":
+        return 0.5 - 0.5 * torch.cos(a * n)
+    if window_type == "povey":  # a Hann window raised to 0.85: zero at both ends
+        return (0.5 - 0.5 * torch.cos(a * n)).pow(0.85)
+    if window_type == "hamming":
+        return 0.54 - 0.46 * torch.cos(a * n)
+    if window_type == "rectangular":
+        return torch.ones(size, dtype=torch.float64)
+    return blackman_coeff - 0.5 * torch.cos(a * n) + (0.5 - blackman_coeff) * torch.cos(2 * a * n)
+
+
+class Fbank(nn.Module):
+    """Kaldi log mel filterbank for padded batches, equal to ``torchaudio.compliance.kaldi.fbank``.
+
+    Option names and defaults are torchaudio's (so ``Fbank()`` gives 23 bins, a povey window and
+    ``snip_edges=True``); VTLN, ``channel``, ``min_duration`` and ``subtract_mean`` are left out
+    (use :class:`CMN` for mean normalisation).
+
+    Parameters
+    ----------
+    num_mel_bins, frame_length, frame_shift, dither, window_type, preemphasis_coefficient,
+    remove_dc_offset, snip_edges, energy_floor, low_freq, high_freq, use_energy, use_log_fbank,
+    use_power, sample_frequency, round_to_power_of_two, raw_energy, htk_compat, blackman_coeff
+        As in torchaudio (times in ms, frequencies in Hz). ``dither`` is Gaussian noise of that
+        standard deviation added to every frame, **only in training mode** (like dropout), so a
+        front-end configured for training is deterministic after ``.eval()``.
+    waveform_scale : float
+        Input multiplier applied first (see the module docstring): ``1.0`` for torchaudio on
+        [-1, 1] floats, ``32768.0`` for WeSpeaker / Kaldi int16 conventions.
+
+    Frame counts follow Kaldi: with ``snip_edges=True`` an utterance of ``n`` samples has
+    ``1 + (n - window) // shift`` frames and **0 frames when it is shorter than one window**
+    (torchaudio raises there instead); with ``snip_edges=False`` it has
+    ``(n + shift // 2) // shift`` frames, the signal being reflected at the edges of each
+    utterance's own length (repeatedly for very short inputs, as Kaldi does).
+
+    Examples
+    --------
+    >>> fbank = Fbank(num_mel_bins=80, window_type="hamming")
+    >>> feats, frames = fbank(torch.randn(2, 16000) * 0.1, torch.tensor([16000, 8000]))
+    >>> tuple(feats.shape), frames.tolist()
+    ((2, 98, 80), [98, 48])
+    """
+
+    def __init__(self, num_mel_bins: int = 23, frame_length: float = 25.0,
+                 frame_shift: float = 10.0, dither: float = 0.0, window_type: str = "povey",
+                 preemphasis_coefficient: float = 0.97, remove_dc_offset: bool = True,
+                 snip_edges: bool = True, energy_floor: float = 1.0, low_freq: float = 20.0,
+                 high_freq: float = 0.0, use_energy: bool = False, use_log_fbank: bool = True,
+                 use_power: bool = True, sample_frequency: float = 16000.0,
+                 round_to_power_of_two: bool = True, raw_energy: bool = True,
+                 htk_compat: bool = False, blackman_coeff: float = 0.42,
+                 waveform_scale: float = 1.0) -> None:
+        super().__init__()
+        # torchaudio's exact expressions, so odd rates round the same way.
+        self.window_size = int(sample_frequency * frame_length * 0.001)
+        self.window_shift = int(sample_frequency * frame_shift * 0.001)
+        self.padded_window_size = (1 << (self.window_size - 1).bit_length()
+                                   if round_to_power_of_two else self.window_size)
+        self._check(window_type, preemphasis_coefficient, sample_frequency)
+        self.options = dict(
+            num_mel_bins=int(num_mel_bins), frame_length=float(frame_length),
+            frame_shift=float(frame_shift), dither=float(dither), window_type=window_type,
+            preemphasis_coefficient=float(preemphasis_coefficient),
+            remove_dc_offset=bool(remove_dc_offset), snip_edges=bool(snip_edges),
+            energy_floor=float(energy_floor), low_freq=float(low_freq),
+            high_freq=float(high_freq), use_energy=bool(use_energy),
+            use_log_fbank=bool(use_log_fbank), use_power=bool(use_power),
+            sample_frequency=float(sample_frequency),
+            round_to_power_of_two=bool(round_to_power_of_two), raw_energy=bool(raw_energy),
+            htk_compat=bool(htk_compat), blackman_coeff=float(blackman_coeff),
+            waveform_scale=float(waveform_scale))
+        for name, value in self.options.items():
+            setattr(self, name, value)
+        self.num_features = self.num_mel_bins + int(self.use_energy)
+        # float64 buffers, cast to the input dtype per call (a few kB), so float64 inputs keep
+        # full precision; persistent=False keeps them out of state_dicts (they are derived).
+        self.register_buffer("window", _window(window_type, self.window_size, blackman_coeff),
+                             persistent=False)
+        banks = kaldi_mel_banks(self.num_mel_bins, self.padded_window_size, sample_frequency,
+                                low_freq, high_freq)
+        self.register_buffer("mel_banks_t", banks.T.double().contiguous(), persistent=False)
+
+    def _check(self, window_type: str, preemph: float, sample_frequency: float) -> None:
+        if window_type not in WINDOW_TYPES:
+            raise R2NError(f"unknown window_type {window_type!r}; choose one of {WINDOW_TYPES}")
+        if sample_frequency <= 0:
+            raise R2NError(f"sample_frequency must be positive, got {sample_frequency}")
+        if self.window_size < 2 or self.window_shift < 1:
+            raise R2NError(f"frame_length / frame_shift give a window of {self.window_size} and a "
+                           f"shift of {self.window_shift} samples; need at least 2 and 1")
+        if self.padded_window_size % 2:
+            raise R2NError(f"the FFT size {self.padded_window_size} must be even: set "
+                           f"round_to_power_of_two=True or change frame_length")
+        if not 0.0 <= preemph <= 1.0:
+            raise R2NError(f"preemphasis_coefficient must be in [0, 1], got {preemph}")
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+
+    def num_frames(self, lengths: Tensor) -> Tensor:
+        """Kaldi frame counts (B,) for ``lengths`` (B,) in samples."""
+        lengths = lengths.long()
+        if self.snip_edges:
+            frames = 1 + torch.div(lengths - self.window_size, self.window_shift,
+                                   rounding_mode="floor")
+            return torch.where(lengths < self.window_size, torch.zeros_like(frames), frames)
+        return torch.div(lengths + self.window_shift // 2, self.window_shift,
+                         rounding_mode="floor")
+
+    def _frames(self, x: Tensor, lengths: Tensor, num_frames: int) -> Tensor:
+        """Cut (B, T, window) frames; with snip_edges=False reflect inside each utterance."""
+        span = (num_frames - 1) * self.window_shift + self.window_size
+        if self.snip_edges:
+            return x[:, :span].unfold(1, self.window_size, self.window_shift)
+        # Kaldi's first frame starts at shift/2 - window/2; out-of-range indices are reflected
+        # (-1 -> 0, n -> n-1, repeatedly), which is periodic with period 2n.
+        offset = self.window_shift // 2 - self.window_size // 2
+        n = lengths.clamp(min=1).unsqueeze(1)
+        idx = torch.remainder(torch.arange(span, device=x.device).unsqueeze(0) + offset, 2 * n)
+        idx = torch.where(idx >= n, 2 * n - 1 - idx, idx)
+        return x.gather(1, idx).unfold(1, self.window_size, self.window_shift)
+
+    def _log_energy(self, frames: Tensor) -> Tensor:
+        energy = frames.pow(2).sum(-1).clamp(min=_EPS).log()
+        if self.energy_floor > 0.0:
+            energy = energy.clamp(min=math.log(self.energy_floor))
+        return energy
+
+    def _spectrum(self, frames: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor | None]:
+        """Per-frame dither, DC removal, pre-emphasis, window, |rfft|^p (and log energy)."""
+        if self.dither != 0.0 and self.training:
+            frames = frames + self.dither * torch.randn(
+                frames.shape, generator=generator, device=frames.device, dtype=frames.dtype)
+        if self.remove_dc_offset:
+            frames = frames - frames.mean(-1, keepdim=True)
+        energy = self._log_energy(frames) if self.use_energy and self.raw_energy else None
+        if self.preemphasis_coefficient != 0.0:
+            previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+            frames = frames - self.preemphasis_coefficient * previous
+        frames = frames * self.window.to(frames.dtype)
+        if self.use_energy and not self.raw_energy:
+            energy = self._log_energy(frames)
+        spec = torch.view_as_real(torch.fft.rfft(frames, n=self.padded_window_size))
+        power = spec.pow(2).sum(-1)
+        return (power if self.use_power else power.sqrt()), energy
+
+    def forward(self, waveforms: Tensor, lengths: Tensor | None = None,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Compute features for a padded batch.
+
+        Parameters
+        ----------
+        waveforms : Tensor (B, N)
+            Float waveforms (see ``waveform_scale``); padding after each length is ignored.
+        lengths : Tensor (B,), optional
+            Valid samples per utterance; ``None`` means all ``N``.
+        generator : torch.Generator, optional
+            Source of the dither noise (on the waveforms' device), for reproducible training.
+
+        Returns
+        -------
+        feats : Tensor (B, T, F)
+            ``F = num_mel_bins (+1 with use_energy)``; frames past an utterance's count are 0.
+        frame_lengths : Tensor (B,) int64
+            Valid frames per utterance.
+        """
+        if waveforms.dim() != 2:
+            raise R2NError(f"Fbank expects waveforms (B, N), got shape {tuple(waveforms.shape)}")
+        batch, total = waveforms.shape
+        if lengths is None:
+            lengths = torch.full((batch,), total, dtype=torch.long, device=waveforms.device)
+        lengths = lengths.to(device=waveforms.device, dtype=torch.long).clamp(max=total)
+        frame_lengths = self.num_frames(lengths)
+        num_frames = int(frame_lengths.max()) if batch else 0
+        # Half precision loses the log-mel dynamic range and autocast would run the mel product
+        # in bf16: features are always computed in float32 or float64.
+        dtype = waveforms.dtype if waveforms.dtype == torch.float64 else torch.float32
+        if num_frames == 0:
+            return (waveforms.new_zeros((batch, 0, self.num_features), dtype=dtype),
+                    frame_lengths)
+        with torch.autocast(device_type=waveforms.device.type, enabled=False):
+            x = waveforms.to(dtype) * self.waveform_scale
+            power, energy = self._spectrum(self._frames(x, lengths, num_frames), generator)
+            feats = power @ self.mel_banks_t.to(dtype)
+            if self.use_log_fbank:
+                feats = feats.clamp(min=_EPS).log()
+            if energy is not None:
+                parts = (feats, energy.unsqueeze(-1))
+                feats = torch.cat(parts if self.htk_compat else parts[::-1], dim=-1)
+            valid = torch.arange(num_frames, device=x.device) < frame_lengths.unsqueeze(1)
+            feats = feats.masked_fill(~valid.unsqueeze(-1), 0.0)
+        return feats, frame_lengths
+
+
+class CMN(nn.Module):
+    """Per-utterance cepstral mean (and optionally variance) normalisation over valid frames.
+
+    Parameters
+    ----------
+    norm_means : bool
+        Subtract each utterance's mean over its valid frames (Kaldi ``apply-cmvn-sliding`` over
+        the whole utterance; WeSpeaker's and SpeechBrain's ``sentence`` normalisation).
+    norm_vars : bool
+        Also divide by the standard deviation (population, floored at ``eps``).
+    eps : float
+        Floor on the standard deviation.
+
+    Padded frames stay 0; an utterance with 0 valid frames is left at 0.
+    """
+
+    def __init__(self, norm_means: bool = True, norm_vars: bool = False,
+                 eps: float = 1e-10) -> None:
+        super().__init__()
+        self.norm_means, self.norm_vars, self.eps = bool(norm_means), bool(norm_vars), float(eps)
+
+    def extra_repr(self) -> str:
+        return f"norm_means={self.norm_means}, norm_vars={self.norm_vars}"
+
+    def forward(self, feats: Tensor, frame_lengths: Tensor | None = None) -> Tensor:
+        """Normalise ``feats`` (B, T, F) over the first ``frame_lengths`` (B,) frames."""
+        batch, frames, _ = feats.shape
+        if frame_lengths is None:
+            frame_lengths = torch.full((batch,), frames, device=feats.device)
+        valid = (torch.arange(frames, device=feats.device)
+                 < frame_lengths.to(feats.device).unsqueeze(1)).unsqueeze(-1)
+        count = valid.sum(1, keepdim=True).clamp(min=1).to(feats.dtype)
+        feats = feats.masked_fill(~valid, 0.0)
+        mean = feats.sum(1, keepdim=True) / count
+        if self.norm_means:
+            feats = (feats - mean).masked_fill(~valid, 0.0)
+        if self.norm_vars:
+            centred = feats if self.norm_means else (feats - mean).masked_fill(~valid, 0.0)
+            std = (centred.pow(2).sum(1, keepdim=True) / count).sqrt().clamp(min=self.eps)
+            feats = feats / std
+        return feats

@@ -1,0 +1,142 @@
+"""The speaker-verification front-end: :class:`Fbank` + optional :class:`CMN`, from a JSON config.
+
+Every front-end module in r2n-audio has the same interface: ``forward(waveforms (B, N) float in
+[-1, 1], lengths (B,) samples | None) -> (feats (B, T, F), frame_lengths (B,))`` and
+``config() -> dict`` of JSON types with a ``"type"`` key; :func:`build_frontend` turns such a
+dict (as stored in a model bundle) back into the module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from r2n_audio.errors import R2NError
+from r2n_audio.features.fbank import CMN, Fbank
+
+__all__ = ["Frontend", "build_frontend", "FRONTEND_TYPES"]
+
+# "type" -> (module, class); imported on demand so optional front-ends cost nothing.
+FRONTEND_TYPES = {
+    "kaldi": ("r2n_audio.features.frontend", "Frontend"),
+    "speechbrain": ("r2n_audio.features.speechbrain_fbank", "SpeechBrainFrontend"),
+}
+
+# The speaker-verification defaults (WeSpeaker's VoxCeleb recipes): 80 bins, 25/10 ms, hamming,
+# int16 sample scale, no energy floor, per-utterance mean normalisation.
+_DEFAULTS: dict[str, Any] = dict(
+    num_mel_bins=80, frame_length=25.0, frame_shift=10.0, dither=0.0, window_type="hamming",
+    energy_floor=0.0, sample_frequency=16000.0, waveform_scale=32768.0)
+
+
+class Frontend(nn.Module):
+    """Kaldi fbank followed by per-utterance mean (and optionally variance) normalisation.
+
+    Parameters
+    ----------
+    cmn : bool
+        Subtract each utterance's mean over its valid frames (default True).
+    cmn_var : bool
+        Also divide by each utterance's standard deviation (default False).
+    **fbank_options
+        Any :class:`~r2n_audio.features.fbank.Fbank` option; unspecified ones take the
+        speaker-verification defaults: ``num_mel_bins=80, frame_length=25, frame_shift=10,
+        window_type="hamming", energy_floor=0, waveform_scale=32768, dither=0`` (WeSpeaker's
+        features), the rest torchaudio's. For training set ``dither=1.0`` (one int16 step, as
+        WeSpeaker): dither is applied in training mode only, so the same config embeds
+        deterministically after ``.eval()``.
+
+    Examples
+    --------
+    >>> frontend = Frontend()
+    >>> feats, frames = frontend(torch.zeros(1, 32000))
+    >>> tuple(feats.shape), build_frontend(frontend.config()).config() == frontend.config()
+    ((1, 198, 80), True)
+    """
+
+    def __init__(self, cmn: bool = True, cmn_var: bool = False, **fbank_options: Any) -> None:
+        super().__init__()
+        self.fbank = Fbank(**{**_DEFAULTS, **fbank_options})
+        self.cmn = CMN(norm_means=True, norm_vars=cmn_var) if cmn or cmn_var else None
+        self._cmn, self._cmn_var = bool(cmn), bool(cmn_var)
+        if cmn_var and not cmn:
+            raise R2NError("cmn_var=True needs cmn=True (variance normalisation subtracts the "
+                           "mean first)")
+
+    @property
+    def num_features(self) -> int:
+        """Feature dimension F (the model's ``feat_dim``)."""
+        return self.fbank.num_features
+
+    @property
+    def sample_rate(self) -> int:
+        """The waveform sample rate this front-end expects."""
+        return int(self.fbank.sample_frequency)
+
+    def forward(self, waveforms: Tensor, lengths: Tensor | None = None,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Features of a padded batch.
+
+        Parameters
+        ----------
+        waveforms : Tensor (B, N)
+            Float waveforms in [-1, 1] at ``sample_rate``.
+        lengths : Tensor (B,), optional
+            Valid samples per utterance (``None``: all ``N``).
+        generator : torch.Generator, optional
+            Source of the training-mode dither.
+
+        Returns
+        -------
+        feats : Tensor (B, T, F)
+            Normalised features; frames past each utterance's count are 0.
+        frame_lengths : Tensor (B,) int64
+        """
+        feats, frame_lengths = self.fbank(waveforms, lengths, generator=generator)
+        if self.cmn is not None:
+            feats = self.cmn(feats, frame_lengths)
+        return feats, frame_lengths
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable config; ``build_frontend(config)`` rebuilds this module."""
+        return {"type": "kaldi", **self.fbank.options, "cmn": self._cmn, "cmn_var": self._cmn_var}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Frontend":
+        """Build from :meth:`config` output (the ``"type"`` key is optional here)."""
+        options = {k: v for k, v in config.items() if k != "type"}
+        known = set(inspect.signature(Fbank).parameters)
+        unknown = sorted(set(options) - known - {"cmn", "cmn_var"})
+        if unknown:
+            raise R2NError(f"unknown kaldi front-end options {unknown}; known: "
+                           f"{sorted(known | {'cmn', 'cmn_var'})}")
+        return cls(**options)
+
+
+def build_frontend(config: dict[str, Any]) -> nn.Module:
+    """Build a front-end module from its config dict, dispatching on ``config["type"]``.
+
+    ``"kaldi"`` gives :class:`Frontend`; ``"speechbrain"`` gives
+    ``r2n_audio.features.speechbrain_fbank.SpeechBrainFrontend`` (SpeechBrain's Fbank and
+    sentence mean normalisation, for imported SpeechBrain models), imported only when asked.
+
+    Raises
+    ------
+    R2NError
+        The config is not a dict, has no known ``"type"``, or has unknown options.
+    """
+    if not isinstance(config, dict) or "type" not in config:
+        raise R2NError(f"a front-end config must be a dict with a 'type' key "
+                       f"({sorted(FRONTEND_TYPES)}), got {config!r}")
+    kind = config["type"]
+    if kind not in FRONTEND_TYPES:
+        raise R2NError(f"unknown front-end type {kind!r}; known: {sorted(FRONTEND_TYPES)}")
+    module_name, class_name = FRONTEND_TYPES[kind]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if hasattr(cls, "from_config"):
+        return cls.from_config(config)
+    return cls(**{k: v for k, v in config.items() if k != "type"})
