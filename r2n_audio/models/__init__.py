@@ -1,1 +1,12 @@
-"""r2n_audio.models."""
+"""Speaker backbones and the 2-D Res2Net family behind one registry.
+
+>>> from r2n_audio.models import create_model, list_models
+>>> model = create_model("ecapa_tdnn_tiny")
+>>> model.embed_dim
+64
+"""
+
+from r2n_audio.models.registry import create_model, is_model, list_models, register_model
+from r2n_audio.models import res2net1d  # noqa: F401  (registers the ECAPA family)
+
+__all__ = ["create_model", "list_models", "register_model", "is_model"]

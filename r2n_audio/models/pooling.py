@@ -1,0 +1,98 @@
+"""Temporal pooling that honours ``lengths``: statistics pooling (x-vector / WeSpeaker TSTP)
+and attentive statistics pooling with global context (ECAPA-TDNN, Desplanques et al. 2020).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from r2n_audio.models.layers import Conv1dNested, TDNNBlock, time_mask
+
+__all__ = ["StatisticsPooling", "AttentiveStatisticsPooling"]
+
+
+def _weighted_stats(x: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std over time of ``x (B, C, T)`` with weights ``w`` summing to 1 over time."""
+    mean = (x * w).sum(2)
+    var = (w * (x - mean.unsqueeze(2)).pow(2)).sum(2)
+    return mean, var.clamp(min=eps).sqrt()
+
+
+class StatisticsPooling(nn.Module):
+    """Mean and standard deviation over the valid frames, concatenated.
+
+    The standard deviation is WeSpeaker's TSTP one: ``sqrt(unbiased variance + 1e-7)``
+    (a single frame gives ``sqrt(1e-7)``), so WeSpeaker ResNet weights reproduce its outputs.
+
+    Shapes: ``x (B, C, T)`` (or ``(B, C, F, T)``, flattened channel-major to ``C*F``),
+    ``lengths (B,)`` or None -> ``(B, 2 C)``.
+    """
+
+    def __init__(self, eps: float = 1e-7) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        x = x.flatten(1, -2)
+        if lengths is None:
+            mean = x.mean(2)
+            var = x.var(2) if x.size(2) > 1 else torch.zeros_like(mean)
+        else:
+            mask = time_mask(lengths, x.size(2), x.dtype).unsqueeze(1)
+            n = lengths.to(x.dtype).unsqueeze(1)
+            mean = (x * mask).sum(2) / n
+            var = ((x - mean.unsqueeze(2)).pow(2) * mask).sum(2) / (n - 1).clamp(min=1)
+        return torch.cat([mean, (var + self.eps).sqrt()], dim=1)
+
+
+class AttentiveStatisticsPooling(nn.Module):
+    """Attentive statistics pooling with global context, SpeechBrain 1.1.2 layout.
+
+    Frames are scored by ``conv(tanh(tdnn([x, mean, std])))`` (``tdnn``: 1x1 TDNN block
+    ``3C -> A``, ``conv``: ``A -> C``), softmaxed over the valid frames per channel, and the
+    weighted mean and std are returned. Instead of tiling the utterance mean and std over time
+    and convolving ``3C`` channels (as SpeechBrain does), the tdnn weight is split so the
+    global part is one matrix-vector product per utterance: same result, a third of the work.
+
+    Parameters
+    ----------
+    channels : int
+        ``C``, input channels.
+    attention_channels : int
+        ``A``, hidden width of the attention (128 in ECAPA-TDNN).
+    global_context : bool
+        Append the utterance mean and std to every frame before scoring.
+
+    Shapes: ``x (B, C, T)``, ``lengths (B,)`` or None -> ``(B, 2 C)``.
+    """
+
+    def __init__(self, channels: int, attention_channels: int = 128, global_context: bool = True) -> None:
+        super().__init__()
+        self.eps = 1e-12
+        self.global_context = global_context
+        self.tdnn = TDNNBlock(channels * (3 if global_context else 1), attention_channels, 1, 1)
+        self.conv = Conv1dNested(attention_channels, channels, 1)
+
+    def _hidden(self, x: torch.Tensor, mask: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        conv = self.tdnn.conv.conv
+        if not self.global_context:
+            return self.tdnn(x)
+        c = x.size(1)
+        mean, std = _weighted_stats(x, mask / n, self.eps)
+        w = conv.weight.squeeze(2)
+        ctx = mean @ w[:, c : 2 * c].t() + std @ w[:, 2 * c :].t() + conv.bias
+        h = F.conv1d(x, conv.weight[:, :c]) + ctx.unsqueeze(2)
+        return self.tdnn.norm(F.relu(h))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        frames = x.size(2)
+        if lengths is None:
+            lengths = torch.full((x.size(0),), frames, dtype=torch.long, device=x.device)
+        mask = time_mask(lengths, frames, x.dtype).unsqueeze(1)
+        n = lengths.to(x.dtype).view(-1, 1, 1)
+        attn = self.conv(torch.tanh(self._hidden(x, mask, n)))
+        attn = attn.masked_fill(mask == 0, float("-inf")).softmax(dim=2)
+        mean, std = _weighted_stats(x, attn, self.eps)
+        return torch.cat([mean, std], dim=1)
