@@ -1,0 +1,127 @@
+"""Load and validate audio: the only place in r2n-audio that decodes files.
+
+Files are decoded with soundfile (wav, flac, ogg), mixed down to mono and resampled with
+``torchaudio.functional.resample``. Mixdown, resampling and clipping are reported once per
+process through :mod:`logging` (not once per file), so a corpus at 8 kHz says so one time.
+Every problem with a file is an :class:`~r2n_audio.errors.AudioError` naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from r2n_audio.errors import AudioError
+
+__all__ = ["AUDIO_EXTENSIONS", "AudioError", "load_audio", "audio_duration"]
+
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")
+
+logger = logging.getLogger(__name__)
+
+# Kinds of conversion already reported in this process ("soundfile", "mixdown", "resample", ...).
+_reported: set[str] = set()
+
+
+def _report_once(kind: str, message: str, *args: object, level: int = logging.INFO) -> None:
+    """Log ``message`` the first time ``kind`` happens in this process, then stay quiet."""
+    if kind not in _reported:
+        _reported.add(kind)
+        logger.log(level, message + " (reported once)", *args)
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(path, "file not found")
+    if path.is_dir():
+        raise AudioError(path, "is a directory, not an audio file")
+
+
+def _read(path: Path) -> tuple[np.ndarray, int]:
+    """Decode ``path`` to float32 ``(N, C)`` and its sample rate, mapping decoder errors."""
+    _check_exists(path)
+    _report_once("soundfile", "decoding audio with soundfile %s (libsndfile %s)",
+                 sf.__version__, sf.__libsndfile_version__, level=logging.DEBUG)
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise AudioError(path, f"cannot decode audio ({err}); expected one of "
+                               f"{', '.join(AUDIO_EXTENSIONS)}") from None
+    return data, int(sr)
+
+
+def load_audio(
+    path: str | os.PathLike, sample_rate: int = 16000, min_seconds: float = 0.1
+) -> torch.Tensor:
+    """Load an audio file as a mono float waveform at ``sample_rate``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file soundfile can decode (wav, flac, ogg).
+    sample_rate : int
+        Output rate in Hz; other rates are resampled (windowed sinc, torchaudio's default).
+    min_seconds : float
+        Shortest accepted duration, measured before resampling.
+
+    Returns
+    -------
+    waveform : torch.Tensor (N,)
+        float32 samples in [-1, 1]; channels averaged.
+
+    Raises
+    ------
+    AudioError
+        Missing or unreadable file, zero samples, NaN/Inf samples, or shorter than
+        ``min_seconds``.
+    """
+    path = Path(path)
+    data, sr = _read(path)
+    if data.shape[0] == 0:
+        raise AudioError(path, "contains no samples")
+    if not np.isfinite(data).all():
+        raise AudioError(path, "contains NaN or Inf samples")
+    seconds = data.shape[0] / sr
+    if seconds < min_seconds:
+        raise AudioError(path, f"too short: {seconds:.3f} s, the minimum is {min_seconds} s")
+    if data.shape[1] > 1:
+        _report_once("mixdown", "mixing %d-channel audio down to mono (first: %s)",
+                     data.shape[1], path)
+        mono = data.mean(axis=1)
+    else:
+        mono = data[:, 0]
+    wave = torch.from_numpy(np.ascontiguousarray(mono))
+    if sr != sample_rate:
+        import torchaudio.functional as taf  # lazy: only needed for off-rate files
+
+        _report_once("resample", "resampling audio from %d Hz to %d Hz (first: %s)",
+                     sr, sample_rate, path)
+        wave = taf.resample(wave, sr, sample_rate)
+    peak = float(wave.abs().max())
+    if peak > 1.0:
+        # Float files (and sinc resampling of loud PCM) can exceed full scale.
+        _report_once("clip", "clipping samples beyond [-1, 1] (peak %.3f in %s)", peak, path)
+        wave = wave.clamp_(-1.0, 1.0)
+    return wave
+
+
+def audio_duration(path: str | os.PathLike) -> float:
+    """Duration of an audio file in seconds, read from its header (no decoding).
+
+    Raises
+    ------
+    AudioError
+        Missing or unreadable file.
+    """
+    path = Path(path)
+    _check_exists(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise AudioError(path, f"cannot read the audio header ({err})") from None
+    return float(info.frames) / float(info.samplerate)

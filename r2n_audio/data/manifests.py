@@ -1,0 +1,277 @@
+"""Kaldi-style data files: ``wav.scp``, ``utt2spk``, ``spk2utt`` and trial lists.
+
+Every reader names the file and the 1-based line of the first problem
+(:class:`~r2n_audio.errors.DataFormatError`); blank lines are skipped. Writers go through
+:mod:`r2n_audio.atomic` and sort by key, as Kaldi's tools expect.
+
+Trial lists come in two formats, detected from the first line:
+
+- VoxCeleb: ``1 id10270/x6uY/00001.wav id10270/8jEA/00008.wav`` (label first, 1 = target);
+- Kaldi: ``enroll test target|nontarget``.
+
+A list of bare ``enroll test`` pairs (no labels, as in challenge evaluation lists) is read too,
+with every label -1. Keys drop the audio extension (:func:`utterance_key`), so the VoxCeleb
+list above refers to the embedding keyed ``id10270/x6uY/00001``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from r2n_audio.atomic import atomic_write_text
+from r2n_audio.audio import AUDIO_EXTENSIONS
+from r2n_audio.errors import DataFormatError
+
+__all__ = [
+    "read_wav_scp", "write_wav_scp", "read_utt2spk", "write_utt2spk", "read_spk2utt",
+    "write_spk2utt", "spk2utt_from_utt2spk", "utterance_key", "Trials", "read_trials",
+    "write_trials",
+]
+
+_KALDI_LABELS = {"target": 1, "nontarget": 0}
+_VOX_LABELS = {"1": 1, "0": 0}
+
+
+def _lines(path: str | os.PathLike, raw: bool = False) -> Iterator[tuple]:
+    """Yield ``(line_number, fields)`` (plus the raw line if ``raw``) for each non-blank line.
+
+    A missing file or one without any entry is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    empty = True
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                fields = line.split()
+                if fields:
+                    empty = False
+                    yield (number, fields, line) if raw else (number, fields)
+    except UnicodeDecodeError as err:
+        raise DataFormatError(path, f"not a UTF-8 text file ({err.reason})") from None
+    if empty:
+        raise DataFormatError(path, "empty file: no entries")
+
+
+def _add_unique(table: dict, key: str, value: object, path, number: int, seen: dict) -> None:
+    if key in table:
+        raise DataFormatError(path, f"duplicate key '{key}' (first on line {seen[key]})", number)
+    table[key] = value
+    seen[key] = number
+
+
+def _check_key(key: str, what: str) -> None:
+    if not key or any(c.isspace() for c in key):
+        raise ValueError(f"{what} {key!r} is empty or contains whitespace")
+
+
+def read_wav_scp(path: str | os.PathLike) -> dict[str, str]:
+    """Read ``utt path`` lines; relative paths are resolved against the file's folder.
+
+    Paths may contain spaces (everything after the key is the path). Piped commands
+    (``sox ... |``) are refused: convert the audio to files first.
+    """
+    base = Path(path).parent
+    table: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for number, fields, line in _lines(path, raw=True):
+        if len(fields) < 2:
+            raise DataFormatError(path, "expected 'utterance path'", number)
+        value = line.strip()[len(fields[0]):].strip()
+        if value.endswith("|"):
+            raise DataFormatError(path, "piped commands are not supported; write the audio to "
+                                        "files and list their paths", number)
+        resolved = value if os.path.isabs(value) else str(base / value)
+        _add_unique(table, fields[0], resolved, path, number, seen)
+    return table
+
+
+def write_wav_scp(path: str | os.PathLike, mapping: Mapping[str, str | os.PathLike]) -> None:
+    """Write ``utt path`` lines sorted by utterance (paths written as given)."""
+    for key in mapping:
+        _check_key(key, "utterance key")
+    text = "".join(f"{k} {mapping[k]}\n" for k in sorted(mapping))
+    atomic_write_text(path, text)
+
+
+def read_utt2spk(path: str | os.PathLike) -> dict[str, str]:
+    """Read ``utt speaker`` lines into ``{utt: speaker}``."""
+    table: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for number, fields in _lines(path):
+        if len(fields) != 2:
+            raise DataFormatError(path, f"expected 'utterance speaker', got {len(fields)} "
+                                        "fields", number)
+        _add_unique(table, fields[0], fields[1], path, number, seen)
+    return table
+
+
+def write_utt2spk(path: str | os.PathLike, utt2spk: Mapping[str, str]) -> None:
+    """Write ``utt speaker`` lines sorted by utterance."""
+    for utt, spk in utt2spk.items():
+        _check_key(utt, "utterance key")
+        _check_key(spk, "speaker")
+    atomic_write_text(path, "".join(f"{u} {utt2spk[u]}\n" for u in sorted(utt2spk)))
+
+
+def read_spk2utt(path: str | os.PathLike) -> dict[str, list[str]]:
+    """Read ``speaker utt1 utt2 ...`` lines into ``{speaker: [utts]}``."""
+    table: dict[str, list[str]] = {}
+    seen: dict[str, int] = {}
+    for number, fields in _lines(path):
+        if len(fields) < 2:
+            raise DataFormatError(path, "expected 'speaker utterance [utterance ...]'", number)
+        _add_unique(table, fields[0], fields[1:], path, number, seen)
+    return table
+
+
+def write_spk2utt(path: str | os.PathLike, spk2utt: Mapping[str, list[str]]) -> None:
+    """Write ``speaker utt1 utt2 ...`` lines sorted by speaker."""
+    for spk, utts in spk2utt.items():
+        _check_key(spk, "speaker")
+        if not utts:
+            raise ValueError(f"speaker {spk!r} has no utterances")
+        for u in utts:
+            _check_key(u, "utterance key")
+    atomic_write_text(path, "".join(f"{s} {' '.join(spk2utt[s])}\n" for s in sorted(spk2utt)))
+
+
+def spk2utt_from_utt2spk(utt2spk: Mapping[str, str]) -> dict[str, list[str]]:
+    """Invert ``{utt: speaker}`` into ``{speaker: sorted utts}``, speakers sorted."""
+    out: dict[str, list[str]] = {}
+    for utt in sorted(utt2spk):
+        out.setdefault(utt2spk[utt], []).append(utt)
+    return dict(sorted(out.items()))
+
+
+def utterance_key(path: str | os.PathLike) -> str:
+    """The key of an utterance path: POSIX separators, audio extension dropped.
+
+    >>> utterance_key("id10270/x6uY/00001.wav")
+    'id10270/x6uY/00001'
+    >>> utterance_key("spk1/u2")
+    'spk1/u2'
+    """
+    p = PurePosixPath(str(path).replace("\\", "/"))
+    if p.suffix.lower() in AUDIO_EXTENSIONS:
+        p = p.with_suffix("")
+    return str(p)
+
+
+@dataclass
+class Trials:
+    """A trial list: parallel enrolment keys, test keys and labels.
+
+    Attributes
+    ----------
+    enroll, test : list of str (T,)
+        Utterance keys (audio extension dropped).
+    labels : np.ndarray (T,) int8
+        1 = target, 0 = nontarget, -1 = unknown (unlabelled list).
+    lines : np.ndarray (T,) int, optional
+        1-based line of each trial in the file it was read from (for error messages).
+    """
+
+    enroll: list[str]
+    test: list[str]
+    labels: np.ndarray
+    lines: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int8)
+        if not (len(self.enroll) == len(self.test) == len(self.labels)):
+            raise ValueError(f"enroll, test and labels differ in length: {len(self.enroll)}, "
+                             f"{len(self.test)}, {len(self.labels)}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def labelled(self) -> bool:
+        """True when every trial has a target/nontarget label."""
+        return bool(len(self.labels)) and bool((self.labels >= 0).all())
+
+    def keys(self) -> list[str]:
+        """Unique utterance keys on either side, in order of first appearance."""
+        return list(dict.fromkeys([*self.enroll, *self.test]))
+
+
+def _detect_style(path, number: int, fields: list[str]) -> str:
+    if len(fields) == 3 and fields[0] in _VOX_LABELS:
+        return "voxceleb"
+    if len(fields) == 3 and fields[2] in _KALDI_LABELS:
+        return "kaldi"
+    if len(fields) == 2:
+        return "unlabelled"
+    raise DataFormatError(path, "cannot tell the trial format: expected '1 enroll.wav test.wav' "
+                                "(VoxCeleb), 'enroll test target|nontarget' (Kaldi) or "
+                                "'enroll test' (unlabelled)", number)
+
+
+def _parse_trial(path, number: int, fields: list[str], style: str) -> tuple[str, str, int]:
+    want = 2 if style == "unlabelled" else 3
+    if len(fields) != want:
+        raise DataFormatError(path, f"expected {want} fields ({style} format, as on the first "
+                                    f"line), got {len(fields)}", number)
+    if style == "voxceleb":
+        label, enroll, test = fields
+        if label not in _VOX_LABELS:
+            raise DataFormatError(path, f"unknown label '{label}' (expected 1 or 0)", number)
+        return utterance_key(enroll), utterance_key(test), _VOX_LABELS[label]
+    if style == "kaldi":
+        enroll, test, label = fields
+        if label not in _KALDI_LABELS:
+            raise DataFormatError(path, f"unknown label '{label}' (expected target or "
+                                        "nontarget)", number)
+        return utterance_key(enroll), utterance_key(test), _KALDI_LABELS[label]
+    return utterance_key(fields[0]), utterance_key(fields[1]), -1
+
+
+def read_trials(path: str | os.PathLike) -> Trials:
+    """Read a VoxCeleb, Kaldi or unlabelled trial list (format detected from the first line).
+
+    Raises
+    ------
+    DataFormatError
+        Missing or empty file, malformed line, unknown label, or a repeated (enroll, test) pair,
+        each naming the file and line.
+    """
+    enroll: list[str] = []
+    test: list[str] = []
+    labels: list[int] = []
+    lines: list[int] = []
+    seen: dict[tuple[str, str], int] = {}
+    style = None
+    for number, fields in _lines(path):
+        style = style or _detect_style(path, number, fields)
+        e, t, label = _parse_trial(path, number, fields, style)
+        if (e, t) in seen:
+            raise DataFormatError(path, f"duplicate trial '{e} {t}' (first on line "
+                                        f"{seen[(e, t)]})", number)
+        seen[(e, t)] = number
+        enroll.append(e)
+        test.append(t)
+        labels.append(label)
+        lines.append(number)
+    return Trials(enroll, test, np.array(labels, dtype=np.int8), np.array(lines, dtype=np.int64))
+
+
+def write_trials(path: str | os.PathLike, trials: Trials, style: str = "kaldi") -> None:
+    """Write a trial list as ``enroll test target|nontarget`` (``"kaldi"``) or
+    ``1 enroll.wav test.wav`` (``"voxceleb"``, keys get a ``.wav`` suffix)."""
+    if style not in ("kaldi", "voxceleb"):
+        raise ValueError(f"style must be 'kaldi' or 'voxceleb', not {style!r}")
+    if not trials.labelled:
+        raise ValueError("cannot write an unlabelled trial list in a labelled format")
+    rows = zip(trials.enroll, trials.test, trials.labels.tolist())
+    if style == "kaldi":
+        text = "".join(f"{e} {t} {'target' if y else 'nontarget'}\n" for e, t, y in rows)
+    else:
+        text = "".join(f"{y} {e}.wav {t}.wav\n" for e, t, y in rows)
+    atomic_write_text(path, text)
