@@ -1,0 +1,302 @@
+"""The Python API from audio to speaker embeddings: :class:`Embedder`.
+
+>>> emb = Embedder.from_pretrained("model.pt")                      # doctest: +SKIP
+>>> a, b = emb.embed_files(["a.wav", "b.wav"])                      # doctest: +SKIP
+>>> score = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))  # doctest: +SKIP
+
+How embeddings are made
+-----------------------
+1. Audio is decoded by :func:`r2n_audio.audio.load_audio` (mono, resampled).
+2. An utterance longer than ``window_seconds`` is cut into windows of that length overlapping by
+   ``overlap_seconds`` (the last window is aligned with the end, so every window is full
+   length); each window is one *segment*. Shorter utterances are one segment.
+3. Segments are sorted by length and grouped into batches whose total padded duration stays under
+   ``batch_seconds``; the front-end and the network run once per batch (the front-end always in
+   float32; the network under CPU/CUDA bf16 autocast with ``precision="bf16"``).
+4. An utterance's embedding is the mean of its segments' raw network outputs, then the bundle's
+   embedding normalisation (mean subtraction, optional L2) is applied.
+
+Memory is bounded by ``batch_seconds`` and ``window_seconds`` whatever the file length (an hour
+of 16 kHz audio is 230 MB of samples; the network only ever sees one batch). Front-end and
+network are both lengths-aware, so an utterance's embedding does not depend on what else is in
+its batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from r2n_audio.audio import audio_duration, load_audio
+from r2n_audio.errors import AudioError, ModelError
+from r2n_audio.features.frontend import build_frontend
+from r2n_audio.inference.bundle import load_bundle
+from r2n_audio.models import create_model
+
+__all__ = ["Embedder", "load_weights_strict", "resolve_device"]
+
+log = logging.getLogger(__name__)
+PRECISIONS = ("fp32", "bf16")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda was asked for but no CUDA device is available; use "
+                         "--device cpu or auto")
+    return dev
+
+
+def load_weights_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state_dict`` into ``model`` with every key and shape matching, or explain why not.
+
+    Raises
+    ------
+    ModelError
+        Naming up to five missing, unexpected and shape-mismatched keys each.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in own.items() if k in state_dict and state_dict[k].shape != v.shape]
+    problems = [f"{what} ({len(keys)}): {', '.join(keys[:5])}"
+                for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                   ("shape mismatches", shapes)) if keys]
+    if problems:
+        raise ModelError(f"{source}: the checkpoint does not fit {type(model).__name__}: "
+                         + "; ".join(problems))
+    model.load_state_dict(state_dict, strict=True)
+
+
+class Embedder:
+    """Front-end + network + embedding normalisation, ready to embed audio.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A speaker backbone: ``forward(feats (B, T, F), lengths (B,)) -> (B, D)``.
+    frontend : nn.Module
+        ``forward(waveforms (B, N), lengths (B,)) -> (feats, frame_lengths)``.
+    sample_rate : int
+        Rate the front-end expects.
+    embedding_mean : (D,) torch.Tensor, optional
+        Subtracted from every embedding (SpeechBrain's ``mean_var_norm_emb``).
+    l2_normalize : bool
+        Scale embeddings to unit length after the mean subtraction.
+    device : str or torch.device
+        ``"auto"``, ``"cpu"``, ``"cuda"``...
+    precision : {"fp32", "bf16"}
+        Network arithmetic (autocast); the front-end is always float32.
+    window_seconds, overlap_seconds : float
+        Long utterances are embedded as overlapping windows of this length (see module doc).
+    batch_seconds : float
+        Default bound on the padded audio duration of one batch.
+    """
+
+    def __init__(self, model: nn.Module, frontend: nn.Module, sample_rate: int = 16000,
+                 embedding_mean: torch.Tensor | None = None, l2_normalize: bool = False,
+                 device: str | torch.device = "auto", precision: str = "fp32",
+                 window_seconds: float = 20.0, overlap_seconds: float = 2.0,
+                 batch_seconds: float = 60.0) -> None:
+        if precision not in PRECISIONS:
+            raise ModelError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if not 0 <= overlap_seconds < window_seconds:
+            raise ModelError("overlap_seconds must be in [0, window_seconds)")
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
+        self.frontend = frontend.eval().to(self.device)
+        self.sample_rate = int(sample_rate)
+        self.embedding_mean = None if embedding_mean is None else embedding_mean.float().to(self.device)
+        self.l2_normalize = bool(l2_normalize)
+        self.precision = precision
+        self.window = int(round(window_seconds * self.sample_rate))
+        self.hop = self.window - int(round(overlap_seconds * self.sample_rate))
+        self.batch_seconds = float(batch_seconds)
+
+    @classmethod
+    def from_pretrained(cls, path_or_bundle: str | os.PathLike | dict[str, Any],
+                        device: str | torch.device = "auto", **kwargs: Any) -> "Embedder":
+        """Build from a bundle file (see :mod:`r2n_audio.inference.bundle`) or a bundle dict.
+
+        ``kwargs`` go to the constructor (``precision``, ``window_seconds``, ``batch_seconds``...).
+
+        Raises
+        ------
+        ModelError
+            Missing or unsafe file, not a bundle, unknown model, weights that do not fit.
+        """
+        if isinstance(path_or_bundle, dict):
+            bundle, source = path_or_bundle, "bundle"
+        else:
+            bundle, source = load_bundle(path_or_bundle), str(path_or_bundle)
+        model = create_model(bundle["model_name"], **bundle["model_args"])
+        load_weights_strict(model, bundle["state_dict"], source)
+        frontend = build_frontend(bundle["frontend"])
+        norm = bundle.get("embedding_norm") or {}
+        return cls(model, frontend, sample_rate=bundle["sample_rate"],
+                   embedding_mean=norm.get("mean"), l2_normalize=norm.get("l2", False),
+                   device=device, **kwargs)
+
+    @property
+    def embed_dim(self) -> int:
+        """Embedding dimension D."""
+        return int(self.model.embed_dim)
+
+    # ------------------------------------------------------------------ core
+    def _segments(self, wave: torch.Tensor) -> list[torch.Tensor]:
+        """Cut one waveform (N,) into full-length overlapping windows (or keep it whole)."""
+        n = wave.shape[0]
+        if n <= self.window:
+            return [wave]
+        starts = list(range(0, n - self.window, self.hop)) + [n - self.window]
+        return [wave[s:s + self.window] for s in starts]
+
+    @torch.inference_mode()
+    def _forward(self, waves: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Raw network outputs (S, D) for segments of at most ``window`` samples, one batch."""
+        lengths = torch.tensor([w.shape[0] for w in waves], dtype=torch.long)
+        batch = torch.zeros(len(waves), int(lengths.max()))
+        for i, w in enumerate(waves):
+            batch[i, : w.shape[0]] = w
+        batch, lengths = batch.to(self.device), lengths.to(self.device)
+        feats, frame_lengths = self.frontend(batch, lengths)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                            enabled=self.precision == "bf16"):
+            out = self.model(feats, frame_lengths)
+        return out.float()
+
+    def _embed_waves(self, waves: Sequence[torch.Tensor], batch_seconds: float) -> torch.Tensor:
+        """Embeddings (U, D) of whole utterances: segment, batch by duration, pool, normalise."""
+        owner, segments = [], []
+        for u, wave in enumerate(waves):
+            for seg in self._segments(wave):
+                owner.append(u)
+                segments.append(seg)
+        order = sorted(range(len(segments)), key=lambda i: segments[i].shape[0])
+        raw = torch.zeros(len(segments), self.embed_dim)
+        for batch in _duration_batches(order, [s.shape[0] for s in segments],
+                                       batch_seconds * self.sample_rate):
+            raw[batch] = self._forward([segments[i] for i in batch]).cpu()
+        owners = torch.tensor(owner)
+        pooled = torch.zeros(len(waves), self.embed_dim).index_add_(0, owners, raw)
+        pooled /= torch.bincount(owners, minlength=len(waves)).unsqueeze(1).float()
+        return self._normalise(pooled)
+
+    def _normalise(self, emb: torch.Tensor) -> torch.Tensor:
+        if self.embedding_mean is not None:
+            emb = emb - self.embedding_mean.cpu()
+        if self.l2_normalize:
+            emb = torch.nn.functional.normalize(emb, dim=1)
+        return emb
+
+    # ------------------------------------------------------------------ public API
+    def embed_batch(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None,
+                    batch_seconds: float | None = None) -> np.ndarray:
+        """Embed a padded batch of waveforms.
+
+        Parameters
+        ----------
+        waveforms : (B, N) torch.Tensor or np.ndarray
+            Float waveforms in [-1, 1] at ``sample_rate``.
+        lengths : (B,) torch.Tensor, optional
+            Valid samples per row (``None``: all ``N``).
+
+        Returns
+        -------
+        embeddings : (B, D) np.ndarray, float32
+        """
+        waveforms = torch.as_tensor(waveforms, dtype=torch.float32).cpu()
+        if waveforms.dim() != 2:
+            raise ValueError(f"waveforms must be (B, N), got shape {tuple(waveforms.shape)}")
+        if lengths is None:
+            lengths = torch.full((waveforms.shape[0],), waveforms.shape[1])
+        waves = [waveforms[i, : int(n)] for i, n in enumerate(torch.as_tensor(lengths))]
+        return self._embed_waves(waves, batch_seconds or self.batch_seconds).numpy()
+
+    def embed_file(self, path: str | os.PathLike) -> np.ndarray:
+        """Embedding (D,) of one audio file. Raises :class:`AudioError` for a bad file."""
+        wave = load_audio(path, sample_rate=self.sample_rate)
+        return self._embed_waves([wave], self.batch_seconds)[0].numpy()
+
+    def embed_files(self, paths: Sequence[str | os.PathLike], batch_seconds: float | None = None,
+                    workers: int = 1) -> np.ndarray:
+        """Embeddings (len(paths), D) in input order. Raises on the first bad file."""
+        out = np.zeros((len(paths), self.embed_dim), dtype=np.float32)
+        for index, result in self.iter_files(paths, batch_seconds, workers):
+            if isinstance(result, Exception):
+                raise result
+            out[index] = result
+        return out
+
+    def iter_files(self, paths: Sequence[str | os.PathLike], batch_seconds: float | None = None,
+                   workers: int = 1) -> Iterator[tuple[int, np.ndarray | AudioError]]:
+        """Embed files in length-sorted batches, yielding ``(index, embedding or AudioError)``.
+
+        Results come in processing order (shortest first), a bad file as its
+        :class:`AudioError` without stopping the others. Durations come from file headers;
+        ``workers`` threads decode the next batch while the network runs on this one.
+        """
+        budget = (batch_seconds or self.batch_seconds) * self.sample_rate
+        durations: dict[int, int] = {}
+        for i, path in enumerate(paths):
+            try:
+                seconds = audio_duration(path)
+            except AudioError as err:
+                yield i, err
+                continue
+            # Long files alone in their batch; windows keep them within the budget anyway.
+            durations[i] = min(int(seconds * self.sample_rate), int(budget))
+        order = sorted(durations, key=lambda i: durations[i])
+        batches = list(_duration_batches(order, durations, budget))
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            loads = _prefetch(pool, batches, lambda i: self._load(paths[i]))
+            for batch, results in zip(batches, loads):
+                good = [(i, r) for i, r in zip(batch, results) if not isinstance(r, Exception)]
+                for i, r in zip(batch, results):
+                    if isinstance(r, Exception):
+                        yield i, r
+                if good:
+                    emb = self._embed_waves([w for _, w in good], budget / self.sample_rate)
+                    for (i, _), e in zip(good, emb.numpy()):
+                        yield i, e
+
+    def _load(self, path: str | os.PathLike) -> torch.Tensor | AudioError:
+        try:
+            return load_audio(path, sample_rate=self.sample_rate)
+        except AudioError as err:
+            return err
+
+
+def _duration_batches(order: Iterable[int], sizes: Sequence[int] | dict[int, int],
+                      budget: float) -> Iterator[list[int]]:
+    """Group ``order`` (sorted by size) into batches whose padded size ``len * max`` <= budget."""
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) + 1) * sizes[i] > budget:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
+
+
+def _prefetch(pool: ThreadPoolExecutor, batches: list[list[int]], load) -> Iterator[list]:
+    """Yield each batch's loaded items while the next batch is already being decoded."""
+    pending = [pool.submit(load, i) for i in batches[0]] if batches else []
+    for k in range(len(batches)):
+        current = pending
+        if k + 1 < len(batches):
+            pending = [pool.submit(load, i) for i in batches[k + 1]]
+        yield [f.result() for f in current]

@@ -1,0 +1,77 @@
+"""Fixtures for inference tests: a SpeechBrain ECAPA pretrained folder with random weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+HYPERPARAMS = """\
+# spkrec-ecapa-voxceleb layout, small channels
+n_mels: 80
+pretrained_path: {folder}
+emb_dim: 96
+
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: !ref <n_mels>
+
+mean_var_norm: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+    std_norm: False
+
+embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    input_size: !ref <n_mels>
+    channels: [128, 128, 128, 128, 384]
+    kernel_sizes: [5, 3, 3, 3, 1]
+    dilations: [1, 2, 3, 4, 1]
+    attention_channels: 64
+    lin_neurons: !ref <emb_dim>
+
+mean_var_norm_emb: !new:speechbrain.processing.features.InputNormalization
+    norm_type: global
+    std_norm: False
+
+modules:
+    compute_features: !ref <compute_features>
+    mean_var_norm: !ref <mean_var_norm>
+    embedding_model: !ref <embedding_model>
+    mean_var_norm_emb: !ref <mean_var_norm_emb>
+
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        embedding_model: !ref <embedding_model>
+        mean_var_norm_emb: !ref <mean_var_norm_emb>
+    paths:
+        embedding_model: !ref <pretrained_path>/embedding_model.ckpt
+        mean_var_norm_emb: !ref <pretrained_path>/mean_var_norm_emb.ckpt
+"""
+
+
+def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights *and* BatchNorm statistics, so nothing is an identity by accident."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=gen))
+            else:
+                tensor.copy_(0.2 * torch.randn(tensor.shape, generator=gen))
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def speechbrain_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``spkrec-ecapa-voxceleb``-style folder with a random C=128 SpeechBrain ECAPA."""
+    ecapa = pytest.importorskip("speechbrain.lobes.models.ECAPA_TDNN")
+    folder = tmp_path_factory.mktemp("sb_ecapa")
+    model = randomize(ecapa.ECAPA_TDNN(80, channels=[128, 128, 128, 128, 384],
+                                       attention_channels=64, lin_neurons=96))
+    torch.save(model.state_dict(), folder / "embedding_model.ckpt")
+    gen = torch.Generator().manual_seed(5)
+    torch.save({"count": 10, "glob_mean": torch.randn(1, 96, generator=gen),
+                "glob_std": torch.ones(1, 96)}, folder / "mean_var_norm_emb.ckpt")
+    (folder / "hyperparams.yaml").write_text(HYPERPARAMS.format(folder=folder))
+    return folder
