@@ -73,6 +73,11 @@ class Frontend(nn.Module):
         return self.fbank.num_features
 
     @property
+    def feat_dim(self) -> int:
+        """Alias of :attr:`num_features`, the name models and the SpeechBrain front-end use."""
+        return self.fbank.num_features
+
+    @property
     def sample_rate(self) -> int:
         """The waveform sample rate this front-end expects."""
         return int(self.fbank.sample_frequency)
