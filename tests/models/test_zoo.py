@@ -14,6 +14,8 @@ import torch
 from r2n_audio.models import create_model, list_models
 
 FAST = {name for name in list_models() if name.endswith("_tiny")} | {"ecapa_tdnn_c128"}
+pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+
 MODELS = [
     pytest.param(name, marks=() if name in FAST else pytest.mark.slow) for name in list_models()
 ]
