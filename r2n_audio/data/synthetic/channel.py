@@ -1,0 +1,101 @@
+"""Per-utterance recording conditions: microphone/channel EQ, room, background noise, level.
+
+Each utterance gets its own channel so that the long-term spectrum of a recording says as much
+about the session as about the speaker, as in real collections (VoxCeleb's interviews): a
+random EQ (tilt, resonant peaks and dips, high-pass, sometimes telephone-like band-limiting), a
+synthetic room impulse response (direct path, sparse early reflections, a two-band
+exponentially decaying diffuse tail; Schroeder's RT60 definition), additive noise of a random
+kind and colour at a random SNR, and a random recording level.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.fft import irfft, next_fast_len
+from scipy.signal import fftconvolve
+
+from r2n_audio.data.synthetic.synth import FREQS, SAMPLE_RATE
+
+__all__ = ["channel_gain", "room_impulse_response", "background_noise", "record"]
+
+_F = np.maximum(FREQS, 1.0)
+
+
+def channel_gain(rng: np.random.Generator) -> np.ndarray:
+    """Random static magnitude response, shape (K,) on the synthesis FFT grid."""
+    octaves = np.log2(_F / 1000.0)
+    db = rng.uniform(-4.0, 2.0) * octaves  # tilt, dB per octave around 1 kHz
+    for _ in range(rng.integers(1, 5)):  # resonances and dips of mics, rooms, codecs
+        centre = rng.uniform(np.log2(150 / 1000), np.log2(7000 / 1000))
+        db += rng.uniform(-8.0, 8.0) * np.exp(-0.5 * ((octaves - centre) / rng.uniform(0.2, 1.0)) ** 2)
+    gain = 10.0 ** (db / 20.0)
+    highpass = rng.uniform(40.0, 300.0)
+    gain /= np.sqrt(1.0 + (highpass / _F) ** 4)  # 2nd-order Butterworth magnitude
+    lowpass = rng.uniform(3300.0, 3800.0) if rng.random() < 0.15 else rng.uniform(5000.0, 9000.0)
+    gain /= np.sqrt(1.0 + (FREQS / lowpass) ** 16)
+    return gain
+
+
+def room_impulse_response(rng: np.random.Generator) -> np.ndarray:
+    """A synthetic RIR (L,): direct path, early reflections, diffuse exponential tail."""
+    rt60 = rng.uniform(0.15, 0.9)
+    n = int(min(rt60, 0.6) * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    rir = np.zeros(n)
+    rir[0] = 1.0
+    delays = rng.integers(int(0.002 * SAMPLE_RATE), int(0.025 * SAMPLE_RATE), rng.integers(3, 9))
+    rir[delays] += rng.uniform(-0.6, 0.6, len(delays))
+    # High frequencies die out faster than low ones: split the tail into two bands.
+    white = rng.standard_normal(n)
+    low = np.convolve(white, np.ones(8) / 8.0, mode="same")
+    tail = low * np.exp(-6.9 * t / rt60) + (white - low) * np.exp(-6.9 * t / (0.6 * rt60))
+    onset = int(0.005 * SAMPLE_RATE)
+    tail[:onset] *= np.linspace(0.0, 1.0, onset)
+    drr_db = rng.uniform(-3.0, 12.0)  # direct-to-reverberant energy ratio
+    direct = np.sum(rir ** 2)
+    tail *= np.sqrt(direct / np.sum(tail ** 2) * 10.0 ** (-drr_db / 10.0))
+    return rir + tail
+
+
+def background_noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Unit-RMS noise (N,): coloured stationary, speech-shaped babble-like, or mains hum."""
+    kind = rng.choice(["coloured", "babble", "hum"], p=[0.6, 0.3, 0.1])
+    size = next_fast_len(n, real=True)  # a prime length would make the FFT crawl
+    spec = rng.standard_normal(size // 2 + 1) + 1j * rng.standard_normal(size // 2 + 1)
+    f = np.maximum(np.fft.rfftfreq(size, 1.0 / SAMPLE_RATE), 20.0)
+    if kind == "coloured":  # white (0) to brown (-6 dB/oct)
+        spec *= (f / 1000.0) ** (rng.uniform(-1.0, 0.0))
+    else:  # long-term speech spectrum: peak near 500 Hz, -6 dB/oct above
+        spec *= 1.0 / (1.0 + (f / 500.0) ** 2) ** 0.5 / (1.0 + (100.0 / f) ** 2)
+    noise = irfft(spec, n=size)[:n]
+    if kind == "babble":  # syllable-rate amplitude modulation of several voices
+        t = np.arange(n) / SAMPLE_RATE
+        mod = sum(1.0 + np.sin(2 * np.pi * rng.uniform(2, 6) * t + rng.uniform(0, 6.3))
+                  for _ in range(3))
+        noise *= mod
+    elif kind == "hum":
+        t = np.arange(n) / SAMPLE_RATE
+        mains = rng.choice([50.0, 60.0])
+        noise = 0.3 * noise / noise.std() + sum(
+            rng.uniform(0.2, 1.0) / h * np.sin(2 * np.pi * mains * h * t + rng.uniform(0, 6.3))
+            for h in range(1, 8))
+    return noise / (noise.std() + 1e-12)
+
+
+def record(speech: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Put unit-level dry speech (N,) in a room with noise and set its level.
+
+    Returns
+    -------
+    np.ndarray, shape (N,), float32
+        Peak between -20 and -1 dBFS.
+    """
+    n = len(speech)
+    if rng.random() < 0.6:
+        speech = fftconvolve(speech, room_impulse_response(rng))[:n]
+    if rng.random() < 0.9:
+        # The dry speech has unit RMS over voiced frames: the SNR is relative to that level.
+        snr_db = rng.uniform(5.0, 30.0)
+        speech = speech + background_noise(rng, n) * 10.0 ** (-snr_db / 20.0)
+    peak = np.max(np.abs(speech)) + 1e-12
+    return (speech * (10.0 ** (rng.uniform(-20.0, -1.0) / 20.0) / peak)).astype(np.float32)

@@ -1,0 +1,227 @@
+"""``make_corpus``: write a synthetic speaker corpus in the layout of a user's own corpus.
+
+Layout under ``out_dir``::
+
+    wav/<spk>/<utt>.wav          16 kHz mono PCM_16
+    wav.scp utt2spk spk2utt      every utterance
+    train/{wav.scp,utt2spk,spk2utt}   training speakers (spk0001, ...)
+    test/{wav.scp,utt2spk,spk2utt}    held-out speakers (tst0001, ...)
+    trials.txt                   Kaldi trials over the held-out speakers
+    corpus.json                  parameters, counts, generation time, speaker summaries
+
+Utterance keys are wav paths relative to ``wav/`` without the extension (``spk0001/u0003``).
+Every speaker and utterance is drawn from its own generator seeded by ``(seed, group, speaker,
+utterance)``, so the files do not depend on the number of workers, and the held-out speakers do
+not depend on the number of training speakers.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from r2n_audio.atomic import atomic_path, atomic_write_text
+from r2n_audio.data.synthetic.channel import channel_gain, record
+from r2n_audio.data.synthetic.synth import SAMPLE_RATE, speak
+from r2n_audio.data.synthetic.voice import SpeakerVoice, sample_speaker
+from r2n_audio.errors import R2NError
+
+__all__ = ["CorpusInfo", "make_corpus", "make_trials", "synthesize_utterance", "speaker_voice"]
+
+_TRAIN, _TEST = 0, 1
+_PREFIX = {_TRAIN: "spk", _TEST: "tst"}
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    """What ``make_corpus`` wrote.
+
+    Attributes
+    ----------
+    out_dir : Path
+    n_train_speakers, n_test_speakers, n_utterances, n_trials : int
+    audio_seconds : float
+        Total duration of the audio written.
+    seconds : float
+        Wall-clock generation time.
+    """
+
+    out_dir: Path
+    n_train_speakers: int
+    n_test_speakers: int
+    n_utterances: int
+    n_trials: int
+    audio_seconds: float
+    seconds: float
+
+
+def speaker_voice(seed: int, group: int, index: int) -> SpeakerVoice:
+    """The voice of speaker ``index`` of ``group`` (0 = train, 1 = held out) for ``seed``."""
+    return sample_speaker(np.random.default_rng([seed, group, index, 0]))
+
+
+def synthesize_utterance(voice: SpeakerVoice, rng: np.random.Generator,
+                         min_seconds: float, max_seconds: float) -> np.ndarray:
+    """One recording (N,) float32 at 16 kHz: random speech by ``voice`` in a random channel."""
+    n = int(round(rng.uniform(min_seconds, max_seconds) * SAMPLE_RATE))
+    speech, _ = speak(voice, rng, n, channel_gain=channel_gain(rng))
+    return record(speech, rng)
+
+
+def _write_utterance(job: tuple) -> float:
+    path, seed, group, index, utt, min_s, max_s = job
+    rng = np.random.default_rng([seed, group, index, utt + 1])
+    audio = synthesize_utterance(speaker_voice(seed, group, index), rng, min_s, max_s)
+    with atomic_path(path) as tmp:
+        sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    return len(audio) / SAMPLE_RATE
+
+
+def _write_table(path: Path, rows: dict[str, str]) -> None:
+    atomic_write_text(path, "".join(f"{k} {v}\n" for k, v in rows.items()))
+
+
+def _write_data_dir(folder: Path, keys: list[str], rel: str) -> None:
+    """wav.scp (paths relative to ``folder``), utt2spk, spk2utt for ``keys``."""
+    _write_table(folder / "wav.scp", {k: f"{rel}wav/{k}.wav" for k in keys})
+    _write_table(folder / "utt2spk", {k: k.split("/")[0] for k in keys})
+    spk2utt: dict[str, list[str]] = {}
+    for k in keys:
+        spk2utt.setdefault(k.split("/")[0], []).append(k)
+    _write_table(folder / "spk2utt", {s: " ".join(u) for s, u in spk2utt.items()})
+
+
+def make_trials(spk2utt: dict[str, list[str]], seed: int) -> list[tuple[str, str, bool]]:
+    """Every same-speaker pair plus as many different-speaker pairs (at least 1,000, or all).
+
+    Returns
+    -------
+    list of (enroll, test, is_target), sorted as the utterances are.
+    """
+    keys = [k for utts in spk2utt.values() for k in utts]
+    spk = np.array([i for i, utts in enumerate(spk2utt.values()) for _ in utts])
+    a, b = np.triu_indices(len(keys), k=1)
+    same = spk[a] == spk[b]
+    non = np.flatnonzero(~same)
+    n_non = min(len(non), max(int(same.sum()), 1000))
+    rng = np.random.default_rng([seed, 2])
+    chosen = np.sort(np.concatenate([np.flatnonzero(same), rng.choice(non, n_non, replace=False)]))
+    return [(keys[a[i]], keys[b[i]], bool(same[i])) for i in chosen]
+
+
+def _check(n_train: int, n_test: int, utts: int, min_s: float, max_s: float) -> None:
+    if n_train < 0 or n_test < 2 or utts < 2:
+        raise R2NError(
+            f"make_corpus needs >= 0 training speakers, >= 2 held-out speakers and >= 2 "
+            f"utterances per speaker (got {n_train}, {n_test}, {utts})")
+    if not 0.5 <= min_s <= max_s:
+        raise R2NError(f"utterance lengths need 0.5 <= min_seconds <= max_seconds "
+                       f"(got {min_s}, {max_s})")
+
+
+def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> float:
+    """Write every utterance, in a pool of ``workers`` processes; total seconds of audio."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), unit="utt", desc="make-corpus")
+    total = 0.0
+    if workers <= 1:
+        results = map(_write_utterance, jobs)
+        pool = None
+    else:
+        # fork: the workers only run numpy/scipy, and fork does not re-import __main__.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        pool = multiprocessing.get_context(method).Pool(workers)
+        results = pool.imap_unordered(_write_utterance, jobs, chunksize=4)
+    try:
+        for seconds in results:
+            total += seconds
+            if bar is not None:
+                bar.update()
+    finally:
+        if pool is not None:
+            pool.terminate()
+        if bar is not None:
+            bar.close()
+    return total
+
+
+def make_corpus(out_dir: str | os.PathLike, n_train_speakers: int = 200,
+                n_test_speakers: int = 40, utts_per_speaker: int = 20, seed: int = 0,
+                min_seconds: float = 2.0, max_seconds: float = 4.0,
+                workers: int | None = None, progress: bool = False) -> CorpusInfo:
+    """Generate the synthetic corpus (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    out_dir : str or PathLike
+        Created if missing; files of an earlier corpus there are replaced.
+    n_train_speakers, n_test_speakers : int
+        Training and held-out speakers (the trial list uses only the held-out ones).
+    utts_per_speaker : int
+    seed : int
+        Same seed, same files (byte for byte), whatever ``workers`` is.
+    min_seconds, max_seconds : float
+        Utterance lengths are uniform in this range.
+    workers : int, optional
+        Processes; defaults to the CPUs available (at most 8). 1 runs in this process.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    CorpusInfo
+    """
+    _check(n_train_speakers, n_test_speakers, utts_per_speaker, min_seconds, max_seconds)
+    start = time.perf_counter()
+    out = Path(out_dir)
+    groups = {_TRAIN: n_train_speakers, _TEST: n_test_speakers}
+    keys: dict[int, list[str]] = {_TRAIN: [], _TEST: []}
+    jobs = []
+    for group, count in groups.items():
+        for i in range(count):
+            for u in range(utts_per_speaker):
+                key = f"{_PREFIX[group]}{i + 1:04d}/u{u + 1:04d}"
+                keys[group].append(key)
+                jobs.append((out / "wav" / f"{key}.wav", seed, group, i, u, min_seconds,
+                             max_seconds))
+    if workers is None:
+        workers = min(len(os.sched_getaffinity(0)), 8)
+    audio_seconds = _run_jobs(jobs, max(1, min(workers, len(jobs) // 8)), progress)
+    _write_data_dir(out, keys[_TRAIN] + keys[_TEST], "")
+    _write_data_dir(out / "train", keys[_TRAIN], "../")
+    _write_data_dir(out / "test", keys[_TEST], "../")
+    test_spk2utt: dict[str, list[str]] = {}
+    for k in keys[_TEST]:
+        test_spk2utt.setdefault(k.split("/")[0], []).append(k)
+    trials = make_trials(test_spk2utt, seed)
+    atomic_write_text(out / "trials.txt", "".join(
+        f"{e} {t} {'target' if y else 'nontarget'}\n" for e, t, y in trials))
+    info = CorpusInfo(out, n_train_speakers, n_test_speakers, len(jobs), len(trials),
+                      round(audio_seconds, 2), round(time.perf_counter() - start, 2))
+    _write_json(out, info, seed, utts_per_speaker, min_seconds, max_seconds, workers, groups)
+    return info
+
+
+def _write_json(out: Path, info: CorpusInfo, seed: int, utts: int, min_s: float, max_s: float,
+                workers: int, groups: dict[int, int]) -> None:
+    speakers = {f"{_PREFIX[g]}{i + 1:04d}": speaker_voice(seed, g, i).summary()
+                for g, count in groups.items() for i in range(count)}
+    meta = {
+        "generator": "r2n_audio.data.synthetic", "version": 1, "seed": seed,
+        "sample_rate": SAMPLE_RATE, "n_train_speakers": info.n_train_speakers,
+        "n_test_speakers": info.n_test_speakers, "utts_per_speaker": utts,
+        "min_seconds": min_s, "max_seconds": max_s, "n_utterances": info.n_utterances,
+        "n_trials": info.n_trials, "audio_seconds": info.audio_seconds,
+        "generation_seconds": info.seconds, "workers": workers, "speakers": speakers,
+    }
+    atomic_write_text(out / "corpus.json", json.dumps(meta, indent=1) + "\n")
