@@ -1,0 +1,302 @@
+"""Training augmentation: MUSAN noise / music / babble, RIR reverberation, speed, SpecAugment.
+
+Waveform modules (:class:`AddNoise`, :class:`Reverberate`, :class:`SpeedPerturb`) work on one
+utterance ``wave (N,)`` inside DataLoader workers; :class:`SpecAugment` works on a feature batch
+``(B, T, F)`` on the training device. Each applies with probability ``p`` and draws from its own
+seeded generator; :meth:`reseed` gives a copy in each DataLoader worker its own stream
+(:class:`r2n_audio.data.datasets.TrainCropDataset` does this).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from r2n_audio.audio import AUDIO_EXTENSIONS, load_audio
+from r2n_audio.errors import R2NError
+
+__all__ = ["AddNoise", "Reverberate", "SpeedPerturb", "SpecAugment", "AugmentChain", "OneOf",
+           "MUSAN_SNR", "audio_files"]
+
+# Per-category SNR ranges in dB, and babble speaker counts: Kaldi's VoxCeleb recipe and WeSpeaker.
+MUSAN_SNR = {"noise": (0.0, 15.0), "music": (5.0, 15.0), "speech": (13.0, 20.0)}
+_BABBLE_SPEAKERS = (3, 7)
+
+
+def audio_files(folder: str | os.PathLike, what: str) -> list[str]:
+    """Sorted audio files under ``folder`` (recursive); a clear error if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise R2NError(f"{folder}: {what} folder not found")
+    files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise R2NError(f"{folder}: {what} folder has no audio files "
+                       f"({', '.join(AUDIO_EXTENSIONS)})")
+    return files
+
+
+class _Random(nn.Module):
+    """Probability and a seeded numpy generator shared by the augmentation modules."""
+
+    def __init__(self, p: float, seed: int | None) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise R2NError(f"augmentation probability must be in [0, 1], got {p}")
+        self.p = float(p)
+        self.rng = np.random.default_rng(seed)
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the generator (``None``: fresh OS entropy)."""
+        self.rng = np.random.default_rng(seed)
+
+    def _fires(self) -> bool:
+        return self.p > 0.0 and self.rng.random() < self.p
+
+    def _segment(self, path: str, length: int, sample_rate: int) -> Tensor:
+        """A random ``length``-sample stretch of a file, tiled when the file is shorter."""
+        wave = load_audio(path, sample_rate, min_seconds=0.0)
+        if wave.numel() < length:
+            wave = wave.repeat(math.ceil(length / wave.numel()))
+        start = int(self.rng.integers(0, wave.numel() - length + 1))
+        return wave[start:start + length]
+
+
+class AddNoise(_Random):
+    """Additive noise, music or babble from a folder in MUSAN layout, at a random SNR.
+
+    Parameters
+    ----------
+    musan_dir : path
+        Folder with ``noise/``, ``music/`` and/or ``speech/`` subfolders of audio files.
+    categories : mapping of str to (float, float), optional
+        Category -> SNR range in dB (default :data:`MUSAN_SNR`); ``speech`` is babble: 3 to 7
+        speech files summed. Every named category must exist and hold audio.
+    p : float
+        Probability of adding noise to a call's waveform.
+    sample_rate : int
+        Rate the noise files are loaded at (the waveforms' rate).
+    seed : int, optional
+        Generator seed.
+
+    The SNR is exact on the output: ``10 log10(P(wave) / P(added))`` over the whole waveform
+    equals the drawn value (no clipping is applied, so nothing moves it).
+    """
+
+    def __init__(self, musan_dir: str | os.PathLike,
+                 categories: dict[str, tuple[float, float]] | None = None, p: float = 1.0,
+                 sample_rate: int = 16000, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        categories = dict(MUSAN_SNR if categories is None else categories)
+        if not Path(musan_dir).is_dir():
+            raise R2NError(f"{musan_dir}: MUSAN folder not found (expected noise/, music/, "
+                           f"speech/ inside)")
+        self.files, problems = {}, []
+        for category in categories:  # report every unusable category at once
+            try:
+                self.files[category] = audio_files(Path(musan_dir) / category, f"MUSAN {category}")
+            except R2NError as err:
+                problems.append(str(err))
+        if problems:
+            raise R2NError("; ".join(problems) + " (pass categories= to use a subset)")
+        self.snr = {c: (float(lo), float(hi)) for c, (lo, hi) in categories.items()}
+        self.sample_rate = int(sample_rate)
+
+    def _noise(self, category: str, length: int) -> Tensor:
+        files = self.files[category]
+        count = int(self.rng.integers(_BABBLE_SPEAKERS[0], _BABBLE_SPEAKERS[1] + 1)) \
+            if category == "speech" else 1
+        picks = self.rng.choice(len(files), size=count, replace=count > len(files))
+        return sum(self._segment(files[i], length, self.sample_rate) for i in picks)
+
+    def add(self, wave: Tensor, noise: Tensor, snr_db: float) -> Tensor:
+        """``wave + noise`` with the noise scaled to ``snr_db`` dB below the wave's power."""
+        p_wave = wave.double().pow(2).mean()
+        p_noise = noise.double().pow(2).mean().clamp(min=1e-20)
+        scale = torch.sqrt(p_wave / (p_noise * 10.0 ** (snr_db / 10.0)))
+        return wave + (scale * noise).to(wave.dtype)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        """Return ``wave (N,)`` with noise added (with probability ``p``)."""
+        if not self._fires():
+            return wave
+        category = list(self.files)[int(self.rng.integers(len(self.files)))]
+        snr = float(self.rng.uniform(*self.snr[category]))
+        return self.add(wave, self._noise(category, wave.numel()), snr)
+
+
+class Reverberate(_Random):
+    """Convolution with a random room impulse response from a folder of RIR audio files.
+
+    The RIR is normalised to unit energy and the output is aligned to its direct path (the
+    RIR's largest peak), so the reverberant utterance keeps the clean one's timing and length.
+
+    Parameters
+    ----------
+    rir_dir : path
+        Folder searched recursively for RIR audio (e.g. ``RIRS_NOISES/simulated_rirs``).
+    p, sample_rate, seed
+        As in :class:`AddNoise`.
+    """
+
+    def __init__(self, rir_dir: str | os.PathLike, p: float = 1.0, sample_rate: int = 16000,
+                 seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        self.files = audio_files(rir_dir, "RIR")
+        self.sample_rate = int(sample_rate)
+
+    @staticmethod
+    def convolve(wave: Tensor, rir: Tensor) -> Tensor:
+        """``wave (N,)`` through ``rir (K,)`` (unit energy, direct path aligned), FFT-based."""
+        rir = rir / rir.pow(2).sum().sqrt().clamp(min=1e-12)
+        direct = int(rir.abs().argmax())
+        n = wave.numel() + rir.numel() - 1
+        size = 1 << (n - 1).bit_length()
+        full = torch.fft.irfft(torch.fft.rfft(wave, size) * torch.fft.rfft(rir, size), size)
+        return full[direct:direct + wave.numel()].to(wave.dtype)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        """Return ``wave (N,)`` reverberated (with probability ``p``)."""
+        if not self._fires():
+            return wave
+        path = self.files[int(self.rng.integers(len(self.files)))]
+        return self.convolve(wave, load_audio(path, self.sample_rate, min_seconds=0.0))
+
+
+class SpeedPerturb(_Random):
+    """Speed perturbation by resampling; the speed index becomes part of the speaker label.
+
+    Parameters
+    ----------
+    speeds : sequence of float
+        ``speeds[0]`` must be 1.0 (unchanged); default ``(1.0, 0.9, 1.1)``.
+    p : float
+        Probability of a change; the changed speed is drawn uniformly from ``speeds[1:]``. The
+        default 2/3 makes all three speeds equally likely, as in WeSpeaker and 3D-Speaker, who
+        train speed ``k`` of speaker ``s`` as class ``s + k * num_speakers``.
+    sample_rate : int
+        The waveforms' rate.
+    seed : int, optional
+        Generator seed.
+    """
+
+    def __init__(self, speeds: Sequence[float] = (1.0, 0.9, 1.1), p: float = 2.0 / 3.0,
+                 sample_rate: int = 16000, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        if not speeds or speeds[0] != 1.0 or any(s <= 0 for s in speeds):
+            raise R2NError(f"speeds must start with 1.0 and be positive, got {list(speeds)}")
+        self.speeds = tuple(float(s) for s in speeds)
+        self.sample_rate = int(sample_rate)
+
+    def choose(self) -> int:
+        """Draw a speed index (0 = unchanged)."""
+        if len(self.speeds) == 1 or not self._fires():
+            return 0
+        return 1 + int(self.rng.integers(len(self.speeds) - 1))
+
+    def apply(self, wave: Tensor, index: int) -> Tensor:
+        """Play ``wave (N,)`` at ``speeds[index]``: about ``N / speed`` samples, pitch shifted
+        (sox ``speed``: read as if recorded at ``rate * speed``, resampled to ``rate``)."""
+        if index == 0:
+            return wave
+        import torchaudio.functional as taf  # lazy: only training with speed perturbation
+
+        source = int(round(self.sample_rate * self.speeds[index]))
+        return taf.resample(wave, source, self.sample_rate)
+
+    def forward(self, wave: Tensor) -> tuple[Tensor, int]:
+        """Return ``(perturbed wave, speed index)``."""
+        index = self.choose()
+        return self.apply(wave, index), index
+
+
+class SpecAugment(_Random):
+    """Time and frequency masking of feature batches (Park et al., 2019), lengths-aware.
+
+    Each utterance is masked with probability ``p``: ``num_time_masks`` spans of up to
+    ``max_time_width`` frames inside its valid frames and ``num_freq_masks`` bands of up to
+    ``max_freq_width`` bins, set to ``value`` (0: the mean after CMN). Defaults are
+    WeSpeaker's (one mask each, 10 frames, 8 bins, p 0.6).
+    """
+
+    def __init__(self, num_time_masks: int = 1, max_time_width: int = 10,
+                 num_freq_masks: int = 1, max_freq_width: int = 8, p: float = 0.6,
+                 value: float = 0.0, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        self.num_time_masks, self.max_time_width = int(num_time_masks), int(max_time_width)
+        self.num_freq_masks, self.max_freq_width = int(num_freq_masks), int(max_freq_width)
+        self.value = float(value)
+
+    def _spans(self, sizes: np.ndarray, count: int, max_width: int) -> np.ndarray:
+        """(B, count, 2) [start, stop) spans within each of ``sizes`` (B,)."""
+        widths = self.rng.integers(0, max_width + 1, size=(len(sizes), count))
+        widths = np.minimum(widths, sizes[:, None])
+        starts = (self.rng.random((len(sizes), count)) * (sizes[:, None] - widths + 1)).astype(int)
+        return np.stack([starts, starts + widths], axis=-1)
+
+    def forward(self, feats: Tensor, frame_lengths: Tensor | None = None) -> Tensor:
+        """Return masked ``feats (B, T, F)``; padded frames are never touched."""
+        batch, frames, bins = feats.shape
+        if frame_lengths is None:
+            frame_lengths = torch.full((batch,), frames)
+        lengths = frame_lengths.detach().cpu().numpy().astype(int)
+        chosen = self.rng.random(batch) < self.p
+        t_spans = self._spans(lengths, self.num_time_masks, self.max_time_width)
+        f_spans = self._spans(np.full(batch, bins), self.num_freq_masks, self.max_freq_width)
+        spans = [torch.from_numpy(s).to(feats.device) for s in (t_spans, f_spans)]
+        t = torch.arange(frames, device=feats.device)[None, None, :]
+        f = torch.arange(bins, device=feats.device)[None, None, :]
+        t_mask = ((t >= spans[0][..., :1]) & (t < spans[0][..., 1:])).any(1)  # (B, T)
+        f_mask = ((f >= spans[1][..., :1]) & (f < spans[1][..., 1:])).any(1)  # (B, F)
+        mask = (t_mask[:, :, None] | f_mask[:, None, :])
+        mask &= torch.from_numpy(chosen).to(feats.device)[:, None, None]
+        mask &= (t[0, 0] < frame_lengths.to(feats.device)[:, None])[:, :, None]
+        return feats.masked_fill(mask, self.value)
+
+
+class AugmentChain(nn.Module):
+    """Apply waveform augmentations in order; :meth:`reseed` reseeds each from one seed."""
+
+    def __init__(self, *modules: nn.Module) -> None:
+        super().__init__()
+        self.steps = nn.ModuleList(modules)
+
+    def reseed(self, seed: int | None) -> None:
+        """Give every step its own stream derived from ``seed``."""
+        children = np.random.SeedSequence(seed).spawn(len(self.steps))
+        for step, child in zip(self.steps, children):
+            if hasattr(step, "reseed"):
+                step.reseed(int(child.generate_state(1, np.uint64)[0]))
+
+    def forward(self, wave: Tensor) -> Tensor:
+        for step in self.steps:
+            wave = step(wave)
+        return wave
+
+
+class OneOf(_Random):
+    """With probability ``p``, apply one of ``modules`` chosen uniformly (WeSpeaker applies
+    either reverberation or noise to 60% of the crops); set the members' own ``p`` to 1."""
+
+    def __init__(self, *modules: nn.Module, p: float = 0.6, seed: int | None = None) -> None:
+        super().__init__(p, seed)
+        self.choices = nn.ModuleList(modules)
+
+    def reseed(self, seed: int | None) -> None:
+        """Reseed this module and every choice from ``seed``."""
+        sequence = np.random.SeedSequence(seed)
+        own, *children = sequence.spawn(1 + len(self.choices))
+        self.rng = np.random.default_rng(own)
+        for module, child in zip(self.choices, children):
+            if hasattr(module, "reseed"):
+                module.reseed(int(child.generate_state(1, np.uint64)[0]))
+
+    def forward(self, wave: Tensor) -> Tensor:
+        if not self._fires():
+            return wave
+        return self.choices[int(self.rng.integers(len(self.choices)))](wave)
