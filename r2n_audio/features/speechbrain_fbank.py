@@ -124,9 +124,13 @@ class SpeechBrainFrontend(nn.Module):
     def _power(self, wav: torch.Tensor) -> torch.Tensor:
         """Power spectrogram (B, T, n_stft) of a centred, zero-padded STFT."""
         if torch.onnx.is_in_onnx_export():
+            # Framing by gather, not unfold: ONNX cannot export unfold over a dynamic length.
             half = self.n_fft // 2
-            frames = nn.functional.pad(wav, (half, half)).unfold(1, self.n_fft, self.hop)
-            spec = frames.double() @ self.dft_basis
+            padded = nn.functional.pad(wav, (half, half))
+            n_frames = torch.div(padded.shape[1] - self.n_fft, self.hop, rounding_mode="floor") + 1
+            index = (torch.arange(n_frames, device=wav.device)[:, None] * self.hop
+                     + torch.arange(self.n_fft, device=wav.device)[None, :])
+            spec = padded[:, index].double() @ self.dft_basis
             re, im = spec.chunk(2, dim=-1)
             return (re * re + im * im).float()
         stft = torch.stft(wav, self.n_fft, self.hop, self.win_samples, self.window, center=True,

@@ -29,7 +29,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ from r2n_audio.features.frontend import build_frontend
 from r2n_audio.inference.bundle import load_bundle
 from r2n_audio.models import create_model
 
-__all__ = ["Embedder", "load_weights_strict", "resolve_device"]
+__all__ = ["Embedder", "FileResult", "load_weights_strict", "resolve_device"]
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16")
@@ -78,6 +78,19 @@ def load_weights_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], s
         raise ModelError(f"{source}: the checkpoint does not fit {type(model).__name__}: "
                          + "; ".join(problems))
     model.load_state_dict(state_dict, strict=True)
+
+
+class FileResult(NamedTuple):
+    """One file's outcome from :meth:`Embedder.iter_files`."""
+
+    index: int
+    """Position in the ``paths`` given."""
+    embedding: np.ndarray | None
+    """(D,) float32, or ``None`` when the file failed."""
+    error: AudioError | None
+    """Why the file failed (path and reason), or ``None``."""
+    seconds: float
+    """Decoded duration (0 for a failed file)."""
 
 
 class Embedder:
@@ -232,21 +245,21 @@ class Embedder:
 
     def embed_files(self, paths: Sequence[str | os.PathLike], batch_seconds: float | None = None,
                     workers: int = 1) -> np.ndarray:
-        """Embeddings (len(paths), D) in input order. Raises on the first bad file."""
+        """Embeddings (len(paths), D) in input order. Raises the first bad file's AudioError."""
         out = np.zeros((len(paths), self.embed_dim), dtype=np.float32)
-        for index, result in self.iter_files(paths, batch_seconds, workers):
-            if isinstance(result, Exception):
-                raise result
-            out[index] = result
+        for result in self.iter_files(paths, batch_seconds, workers):
+            if result.error is not None:
+                raise result.error
+            out[result.index] = result.embedding
         return out
 
     def iter_files(self, paths: Sequence[str | os.PathLike], batch_seconds: float | None = None,
-                   workers: int = 1) -> Iterator[tuple[int, np.ndarray | AudioError]]:
-        """Embed files in length-sorted batches, yielding ``(index, embedding or AudioError)``.
+                   workers: int = 1) -> Iterator[FileResult]:
+        """Embed files in length-sorted batches, yielding one :class:`FileResult` per file.
 
-        Results come in processing order (shortest first), a bad file as its
-        :class:`AudioError` without stopping the others. Durations come from file headers;
-        ``workers`` threads decode the next batch while the network runs on this one.
+        Results come in processing order (shortest first); a bad file yields its
+        :class:`AudioError` without stopping the others. Durations for sorting come from file
+        headers; ``workers`` threads decode the next batch while the network runs.
         """
         budget = (batch_seconds or self.batch_seconds) * self.sample_rate
         durations: dict[int, int] = {}
@@ -254,23 +267,23 @@ class Embedder:
             try:
                 seconds = audio_duration(path)
             except AudioError as err:
-                yield i, err
+                yield FileResult(i, None, err, 0.0)
                 continue
-            # Long files alone in their batch; windows keep them within the budget anyway.
+            # Capped at the budget: a long file sits alone in its batch and is windowed.
             durations[i] = min(int(seconds * self.sample_rate), int(budget))
         order = sorted(durations, key=lambda i: durations[i])
         batches = list(_duration_batches(order, durations, budget))
         with ThreadPoolExecutor(max(1, workers)) as pool:
             loads = _prefetch(pool, batches, lambda i: self._load(paths[i]))
-            for batch, results in zip(batches, loads):
-                good = [(i, r) for i, r in zip(batch, results) if not isinstance(r, Exception)]
-                for i, r in zip(batch, results):
-                    if isinstance(r, Exception):
-                        yield i, r
+            for batch, waves in zip(batches, loads):
+                good = [(i, w) for i, w in zip(batch, waves) if not isinstance(w, AudioError)]
+                for i, w in zip(batch, waves):
+                    if isinstance(w, AudioError):
+                        yield FileResult(i, None, w, 0.0)
                 if good:
                     emb = self._embed_waves([w for _, w in good], budget / self.sample_rate)
-                    for (i, _), e in zip(good, emb.numpy()):
-                        yield i, e
+                    for (i, w), e in zip(good, emb.numpy()):
+                        yield FileResult(i, e, None, w.shape[0] / self.sample_rate)
 
     def _load(self, path: str | os.PathLike) -> torch.Tensor | AudioError:
         try:
