@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
-import torch
 
 from r2n_audio.errors import AudioError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioError", "load_audio", "audio_duration"]
 
@@ -80,6 +83,8 @@ def load_audio(
         Missing or unreadable file, zero samples, NaN/Inf samples, or shorter than
         ``min_seconds``.
     """
+    import torch  # lazy: manifests and scoring import this module without needing torch
+
     path = Path(path)
     data, sr = _read(path)
     if data.shape[0] == 0:
