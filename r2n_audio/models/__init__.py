@@ -7,6 +7,6 @@
 """
 
 from r2n_audio.models.registry import create_model, is_model, list_models, register_model
-from r2n_audio.models import res2net1d, res2net2d_zoo  # noqa: F401  (registers the families)
+from r2n_audio.models import dla, res2net1d, res2net2d_zoo  # noqa: F401  (registers the families)
 
 __all__ = ["create_model", "list_models", "register_model", "is_model"]

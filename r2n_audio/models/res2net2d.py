@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from r2n_audio.models.layers import SqueezeExcite2d, check_lengths, strided_lengths, time_mask
 from r2n_audio.models.pooling import StatisticsPooling
 
-__all__ = ["Res2Bottleneck", "Bottle2neck", "BasicBlock", "BasicRes2Block", "ResNet2d", "masked", "mask4d"]
+__all__ = ["Res2Bottleneck", "Bottle2neck", "BasicBlock", "BasicRes2Block", "ResNet2d", "masked", "mask4d", "masked_sequential"]
 
 
 def mask4d(lengths: torch.Tensor | None, frames: int, dtype: torch.dtype) -> torch.Tensor | None:
@@ -44,6 +44,18 @@ def mask4d(lengths: torch.Tensor | None, frames: int, dtype: torch.dtype) -> tor
 def masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Zero the padded frames of ``x (B, C, F, T)``."""
     return x if mask is None else x * mask
+
+
+def masked_sequential(modules, x: torch.Tensor, lengths: torch.Tensor | None):
+    """Run conv/BN/ReLU ``modules`` in order, tracking time strides and zeroing padded frames
+    after every ReLU (so the next convolution sees zeros there, as an utterance alone does)."""
+    for m in modules:
+        x = m(x)
+        if isinstance(m, nn.Conv2d) and m.stride[1] > 1 and lengths is not None:
+            lengths = strided_lengths(lengths, m.stride[1])
+        if isinstance(m, nn.ReLU):
+            x = masked(x, mask4d(lengths, x.size(3), x.dtype))
+    return x, lengths
 
 
 def _out_frames(frames: int, stride: int) -> int:
@@ -287,13 +299,7 @@ class ResNet2d(nn.Module):
 
     def _stem(self, x: torch.Tensor, lengths: torch.Tensor | None):
         modules = list(self.conv1) if isinstance(self.conv1, nn.Sequential) else [self.conv1]
-        for m in modules:  # zero padded frames before every 3x3 conv of the deep stem
-            x = m(x)
-            if isinstance(m, nn.Conv2d) and m.stride[1] > 1 and lengths is not None:
-                lengths = strided_lengths(lengths, m.stride[1])
-            if isinstance(m, nn.ReLU):
-                x = masked(x, mask4d(lengths, x.size(3), x.dtype))
-        x = masked(F.relu(self.bn1(x)), mask4d(lengths, x.size(3), x.dtype))
+        x, lengths = masked_sequential(modules + [self.bn1, nn.ReLU()], x, lengths)
         if self.maxpool is not None:  # inputs are >= 0, so zero padding equals -inf padding
             x = self.maxpool(x)
             lengths = None if lengths is None else strided_lengths(lengths, 2)
