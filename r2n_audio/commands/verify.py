@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from r2n_audio.errors import R2NError
+
 HELP = "score two audio files against each other (cosine) and decide same/different speaker"
 
 
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threshold", type=float, default=None,
                        help="cosine threshold: scores >= T are the same speaker")
     group.add_argument("--calibration", default=None,
-                       help="calibration JSON (r2n-audio score --calibrate): decide on LLR >= 0")
+                       help="calibration JSON (r2n-audio score --fit-calibration): decide on LLR >= 0")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
 
 
@@ -29,10 +31,14 @@ def _llr(path: str, score: float) -> float:
     """Log-likelihood ratio of ``score`` under the calibration file at ``path``."""
     import numpy as np
 
-    from r2n_audio.scoring import calibration
+    from r2n_audio.scoring.calibration import Calibration
 
-    model = calibration.load_calibration(path)
-    return float(np.asarray(model.llr(np.array([score], dtype=np.float64))).reshape(-1)[0])
+    calibration = Calibration.load(path)
+    if calibration.quality_weights:
+        raise R2NError(f"{path}: this calibration needs quality measures "
+                       f"{sorted(calibration.quality_weights)}; verify supports plain score "
+                       f"calibrations (fit one without quality measures)")
+    return float(calibration.apply(np.array([score]))[0])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,8 +12,8 @@ Supported sources (``r2n-audio import KIND SRC -o bundle.pt``):
     has no ``mean_var_norm_emb``).
 ``wespeaker``
     A folder with ``config.yaml`` and ``avg_model.pt`` (or any single ``*.pt``), WeSpeaker's
-    pretrained layout. ``ResNet34`` maps onto our ``resnet34`` (WeSpeaker's layout, the
-    ``projection.*`` classifier head dropped); the front-end is WeSpeaker's Kaldi fbank on int16
+    pretrained layout. ``ResNet34`` maps onto our ``resnet34`` (``shortcut.`` -> ``downsample.``,
+    ``seg_1.`` -> ``embedding.``, the ``projection.*`` classifier head dropped); the front-end is WeSpeaker's Kaldi fbank on int16
     samples (hamming window, no dither) with per-utterance CMN.
 ``3dspeaker``
     ERes2Net / CAM++ checkpoints: refused with a clear error while those architectures are not
@@ -42,6 +42,13 @@ from r2n_audio.models import create_model
 
 __all__ = ["IMPORTERS", "import_model", "import_speechbrain", "import_wespeaker",
            "import_3dspeaker", "load_checkpoint", "read_hyperparams"]
+
+
+def _finish(bundle: dict[str, Any]) -> dict[str, Any]:
+    """Make ``versions`` plain strings: ``torch.__version__`` is a ``TorchVersion`` object,
+    which ``torch.load(weights_only=True)`` refuses (a workaround until ``make_bundle`` does it)."""
+    bundle["versions"] = {k: str(v) for k, v in bundle.get("versions", {}).items()}
+    return bundle
 
 
 def load_checkpoint(path: str | os.PathLike) -> Any:
@@ -178,9 +185,9 @@ def import_speechbrain(src: str | os.PathLike) -> dict[str, Any]:
     load_weights_strict(model, _as_state_dict(state, src / "embedding_model.ckpt"),
                         str(src / "embedding_model.ckpt"))
     mean = _sb_embedding_mean(hparams, src, yaml_path)
-    return make_bundle(name, args, model.state_dict(), frontend, sample_rate=frontend["sample_rate"],
-                       embedding_mean=mean,
-                       meta={"source": "speechbrain", "source_path": str(src.resolve())})
+    return _finish(make_bundle(
+        name, args, model.state_dict(), frontend, sample_rate=frontend["sample_rate"],
+        embedding_mean=mean, meta={"source": "speechbrain", "source_path": str(src.resolve())}))
 
 
 def _sb_frontend(hparams: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -254,8 +261,7 @@ def import_wespeaker(src: str | os.PathLike) -> dict[str, Any]:
     args = {"feat_dim": int(margs.get("feat_dim", 80)), "embed_dim": int(margs.get("embed_dim", 256))}
     ckpt = _single_checkpoint(src)
     state = _as_state_dict(load_checkpoint(ckpt), ckpt)
-    state = {k.removeprefix("module."): v for k, v in state.items()
-             if not k.removeprefix("module.").startswith("projection.")}
+    state = _wespeaker_keys(state)
     model = create_model(name, **args)
     load_weights_strict(model, state, str(ckpt))
     fbank_args = dict((config.get("dataset_args") or {}).get("fbank_args") or {})
@@ -264,8 +270,21 @@ def import_wespeaker(src: str | os.PathLike) -> dict[str, Any]:
                 "frame_shift": float(fbank_args.get("frame_shift", 10)), "dither": 0.0,
                 "window_type": "hamming", "energy_floor": 0.0, "sample_frequency": 16000.0,
                 "waveform_scale": 32768.0, "cmn": True}
-    return make_bundle(name, args, model.state_dict(), frontend, sample_rate=16000,
-                       meta={"source": "wespeaker", "source_path": str(src.resolve())})
+    return _finish(make_bundle(name, args, model.state_dict(), frontend, sample_rate=16000,
+                               meta={"source": "wespeaker", "source_path": str(src.resolve())}))
+
+
+def _wespeaker_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """WeSpeaker ResNet names -> ours: drop the ``projection.*`` classifier head and a DDP
+    ``module.`` prefix, ``shortcut.`` -> ``downsample.``, ``seg_1.`` -> ``embedding.``."""
+    out = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        if key.startswith("projection."):
+            continue
+        key = key.replace(".shortcut.", ".downsample.")
+        out[re.sub(r"^seg_1\.", "embedding.", key)] = value
+    return out
 
 
 def _single_checkpoint(src: Path) -> Path:

@@ -75,3 +75,36 @@ def speechbrain_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "glob_std": torch.ones(1, 96)}, folder / "mean_var_norm_emb.ckpt")
     (folder / "hyperparams.yaml").write_text(HYPERPARAMS.format(folder=folder))
     return folder
+
+
+def plain_versions(bundle: dict) -> dict:
+    """``make_bundle`` stores ``torch.__version__`` (a TorchVersion object) that
+    ``weights_only`` loading refuses; store plain strings until the bundle module does."""
+    bundle["versions"] = {k: str(v) for k, v in bundle["versions"].items()}
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_factory(tmp_path_factory: pytest.TempPathFactory):
+    """``factory(model="ecapa_tdnn_tiny", frontend="kaldi", mean=False, l2=False) -> Path`` of a
+    saved bundle with random weights and BatchNorm statistics."""
+    from r2n_audio.features.frontend import Frontend
+    from r2n_audio.features.speechbrain_fbank import SpeechBrainFrontend
+    from r2n_audio.inference.bundle import make_bundle, save_bundle
+    from r2n_audio.models import create_model
+
+    folder = tmp_path_factory.mktemp("bundles")
+
+    def factory(model: str = "ecapa_tdnn_tiny", frontend: str = "kaldi", mean: bool = False,
+                l2: bool = False) -> Path:
+        path = folder / f"{model}-{frontend}-{int(mean)}{int(l2)}.pt"
+        if not path.exists():
+            net = randomize(create_model(model))
+            fe = Frontend() if frontend == "kaldi" else SpeechBrainFrontend()
+            vec = torch.randn(net.embed_dim, generator=torch.Generator().manual_seed(3))
+            bundle = make_bundle(model, {}, net.state_dict(), fe.config(),
+                                 embedding_mean=vec if mean else None, l2_normalize=l2)
+            save_bundle(plain_versions(bundle), path)
+        return path
+
+    return factory
