@@ -153,7 +153,7 @@ class Embedder:
         if isinstance(path_or_bundle, dict):
             bundle, source = path_or_bundle, "bundle"
         else:
-            bundle, source = load_bundle(path_or_bundle), str(path_or_bundle)
+            bundle, source = _load_bundle(path_or_bundle), str(path_or_bundle)
         model = create_model(bundle["model_name"], **bundle["model_args"])
         load_weights_strict(model, bundle["state_dict"], source)
         frontend = build_frontend(bundle["frontend"])
@@ -290,6 +290,18 @@ class Embedder:
             return load_audio(path, sample_rate=self.sample_rate)
         except AudioError as err:
             return err
+
+
+def _load_bundle(path: str | os.PathLike) -> dict[str, Any]:
+    """:func:`load_bundle`, with the unpickler's other failures (a text file gives a KeyError)
+    turned into the same one-line :class:`ModelError`."""
+    try:
+        return load_bundle(path)
+    except ModelError:
+        raise
+    except Exception as err:  # noqa: BLE001  torch's unpickler raises many kinds on junk
+        raise ModelError(f"{path}: not a readable torch file ({type(err).__name__}); expected "
+                         f"an r2n-audio bundle") from None
 
 
 def _duration_batches(order: Iterable[int], sizes: Sequence[int] | dict[int, int],
