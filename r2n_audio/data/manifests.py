@@ -16,10 +16,11 @@ list above refers to the embedding keyed ``id10270/x6uY/00001``.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
@@ -158,10 +159,12 @@ def utterance_key(path: str | os.PathLike) -> str:
     >>> utterance_key("spk1/u2")
     'spk1/u2'
     """
-    p = PurePosixPath(str(path).replace("\\", "/"))
-    if p.suffix.lower() in AUDIO_EXTENSIONS:
-        p = p.with_suffix("")
-    return str(p)
+    # String operations, not pathlib: trial lists call this a million times.
+    key = os.fspath(path).replace("\\", "/")
+    dot = key.rfind(".")
+    if dot > key.rfind("/") + 1 and key[dot:].lower() in AUDIO_EXTENSIONS:
+        key = key[:dot]
+    return key
 
 
 @dataclass
@@ -214,23 +217,12 @@ def _detect_style(path, number: int, fields: list[str]) -> str:
                                 "'enroll test' (unlabelled)", number)
 
 
-def _parse_trial(path, number: int, fields: list[str], style: str) -> tuple[str, str, int]:
-    want = 2 if style == "unlabelled" else 3
-    if len(fields) != want:
-        raise DataFormatError(path, f"expected {want} fields ({style} format, as on the first "
-                                    f"line), got {len(fields)}", number)
-    if style == "voxceleb":
-        label, enroll, test = fields
-        if label not in _VOX_LABELS:
-            raise DataFormatError(path, f"unknown label '{label}' (expected 1 or 0)", number)
-        return utterance_key(enroll), utterance_key(test), _VOX_LABELS[label]
-    if style == "kaldi":
-        enroll, test, label = fields
-        if label not in _KALDI_LABELS:
-            raise DataFormatError(path, f"unknown label '{label}' (expected target or "
-                                        "nontarget)", number)
-        return utterance_key(enroll), utterance_key(test), _KALDI_LABELS[label]
-    return utterance_key(fields[0]), utterance_key(fields[1]), -1
+# style -> (number of fields, enroll position, test position, label position, label values)
+_STYLES: dict[str, tuple[int, int, int, int | None, dict[str, int]]] = {
+    "voxceleb": (3, 1, 2, 0, _VOX_LABELS),
+    "kaldi": (3, 0, 1, 2, _KALDI_LABELS),
+    "unlabelled": (2, 0, 1, None, {}),
+}
 
 
 def read_trials(path: str | os.PathLike) -> Trials:
@@ -246,17 +238,29 @@ def read_trials(path: str | os.PathLike) -> Trials:
     test: list[str] = []
     labels: list[int] = []
     lines: list[int] = []
-    seen: dict[tuple[str, str], int] = {}
-    style = None
+    seen: set[tuple[str, str]] = set()
+    spec = None
+    # Each utterance appears in many trials: convert its key once (a million calls otherwise).
+    key = functools.lru_cache(maxsize=None)(utterance_key)
     for number, fields in _lines(path):
-        style = style or _detect_style(path, number, fields)
-        e, t, label = _parse_trial(path, number, fields, style)
-        if (e, t) in seen:
-            raise DataFormatError(path, f"duplicate trial '{e} {t}' (first on line "
-                                        f"{seen[(e, t)]})", number)
-        seen[(e, t)] = number
-        enroll.append(e)
-        test.append(t)
+        if spec is None:
+            style = _detect_style(path, number, fields)
+            n_fields, e_pos, t_pos, y_pos, values = spec = _STYLES[style]
+        if len(fields) != n_fields:
+            raise DataFormatError(path, f"expected {n_fields} fields ({style} format, as on "
+                                        f"the first line), got {len(fields)}", number)
+        label = -1 if y_pos is None else values.get(fields[y_pos])
+        if label is None:
+            raise DataFormatError(path, f"unknown label '{fields[y_pos]}' (expected "
+                                        f"{' or '.join(values)})", number)
+        pair = (key(fields[e_pos]), key(fields[t_pos]))
+        if pair in seen:
+            first = lines[list(zip(enroll, test)).index(pair)]
+            raise DataFormatError(path, f"duplicate trial '{pair[0]} {pair[1]}' (first on line "
+                                        f"{first})", number)
+        seen.add(pair)
+        enroll.append(pair[0])
+        test.append(pair[1])
         labels.append(label)
         lines.append(number)
     return Trials(enroll, test, np.array(labels, dtype=np.int8), np.array(lines, dtype=np.int64))

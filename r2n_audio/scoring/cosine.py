@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 _TRIAL_CHUNK = 1 << 16  # trials per gathered block: bounds memory to ~2 x 64k x D floats
 _COHORT_CHUNK = 2048  # utterances per block against the cohort
+_MATRIX_LIMIT = 1 << 24  # largest U x U score matrix (64 MiB of float32) built at once
 
 
 def normalize(vectors: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
@@ -133,8 +134,14 @@ class ScoredTrials:
         return (self.enroll_idx >= 0) & (self.test_idx >= 0)
 
 
-def _gather_dot(vectors: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise dot products ``vectors[a[i]] . vectors[b[i]]`` in bounded-memory chunks."""
+def _pair_dots(vectors: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dot products ``vectors[a[i]] . vectors[b[i]]`` for every trial i.
+
+    With few utterances (a test set like Vox1-H has ~1k) one (U, U) product and a lookup beat
+    gathering two (T, D) blocks; otherwise gather in bounded-memory chunks.
+    """
+    if vectors.shape[0] ** 2 <= _MATRIX_LIMIT:
+        return (vectors @ vectors.T)[a, b].astype(np.float64)
     out = np.empty(len(a))
     for start in range(0, len(a), _TRIAL_CHUNK):
         sl = slice(start, start + _TRIAL_CHUNK)
@@ -176,7 +183,7 @@ def score_trials(trials: Trials, embeddings: dict[str, np.ndarray],
     vectors = normalize(raw_vectors, mean)
     valid = (enroll_idx >= 0) & (test_idx >= 0)
     raw = np.full(len(trials), np.nan)
-    raw[valid] = _gather_dot(vectors, enroll_idx[valid], test_idx[valid])
+    raw[valid] = _pair_dots(vectors, enroll_idx[valid], test_idx[valid])
     scores, top_mean = raw, None
     if cohort is not None and len(keys):
         top_mean, top_std = cohort_stats(vectors, normalize(cohort, mean), top_n)

@@ -80,18 +80,25 @@ def det_curve(scores, labels) -> DetCurve:
         message gives both counts).
     """
     scores, targets = _check(scores, labels)
-    order = np.argsort(scores, kind="stable")
+    n = scores.size
+    order = np.argsort(scores)  # any order within a tie group gives the same counts
     sorted_scores = scores[order]
-    tar_cum = np.cumsum(targets[order], dtype=np.int64)  # targets among the first i+1
+    sorted_tar = targets[order]
+    tar_cum = np.cumsum(sorted_tar, dtype=np.int64)  # targets among the first i+1
     n_tar = int(tar_cum[-1])
-    n_non = scores.size - n_tar
+    n_non = n - n_tar
     # First index of each run of equal scores: thresholds sit between tie groups.
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    tar_below = np.r_[0, tar_cum][starts]  # targets strictly below each distinct score
-    non_below = starts - tar_below
-    p_miss = np.r_[tar_below / n_tar, 1.0]
-    p_fa = np.r_[(n_non - non_below) / n_non, 0.0]
-    thresholds = np.r_[sorted_scores[starts], np.inf]
+    is_start = np.empty(n, dtype=bool)
+    is_start[0] = True
+    np.not_equal(sorted_scores[1:], sorted_scores[:-1], out=is_start[1:])
+    starts = np.flatnonzero(is_start)
+    k = starts.size
+    tar_below = tar_cum[starts] - sorted_tar[starts]  # targets strictly below each score
+    p_miss, p_fa, thresholds = np.empty(k + 1), np.empty(k + 1), np.empty(k + 1)
+    np.divide(tar_below, n_tar, out=p_miss[:k])
+    np.divide(n_non - (starts - tar_below), n_non, out=p_fa[:k])
+    thresholds[:k] = sorted_scores[starts]
+    p_miss[k], p_fa[k], thresholds[k] = 1.0, 0.0, np.inf
     return DetCurve(p_miss, p_fa, thresholds)
 
 

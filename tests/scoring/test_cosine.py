@@ -9,6 +9,7 @@ import torch
 from r2n_audio.data.embeddings import save_embeddings
 from r2n_audio.data.manifests import Trials
 from r2n_audio.errors import DataFormatError
+from r2n_audio.scoring import cosine
 from r2n_audio.scoring.cosine import (
     cosine_score_trials, load_cohort, load_mean, normalize, score_trials)
 
@@ -46,7 +47,9 @@ def _naive_as_norm(trials, emb, cohort, mean, top_n):
     return np.array(out)
 
 
-def test_cosine_matches_naive(setup):
+@pytest.mark.parametrize("matrix_limit", [1 << 24, 0])  # (U, U) product, chunked gather
+def test_cosine_matches_naive(setup, monkeypatch, matrix_limit):
+    monkeypatch.setattr(cosine, "_MATRIX_LIMIT", matrix_limit)
     trials, emb, _, mean = setup
     scores, missing = cosine_score_trials(trials, emb, mean=mean)
     expected = [_cos(emb[e] - mean, emb[t] - mean) for e, t in zip(trials.enroll, trials.test)]
