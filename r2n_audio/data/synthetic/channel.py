@@ -19,6 +19,12 @@ from r2n_audio.data.synthetic.synth import FREQS, SAMPLE_RATE
 __all__ = ["channel_gain", "room_impulse_response", "background_noise", "record"]
 
 _F = np.maximum(FREQS, 1.0)
+P_REVERB = 0.5
+P_NOISE = 0.8
+SNR_DB = (10.0, 35.0)
+RT60 = (0.1, 0.7)
+HISS_DB = (40.0, 65.0)
+DRR_DB = (0.0, 15.0)
 
 
 def channel_gain(rng: np.random.Generator) -> np.ndarray:
@@ -38,7 +44,7 @@ def channel_gain(rng: np.random.Generator) -> np.ndarray:
 
 def room_impulse_response(rng: np.random.Generator) -> np.ndarray:
     """A synthetic RIR (L,): direct path, early reflections, diffuse exponential tail."""
-    rt60 = rng.uniform(0.15, 0.9)
+    rt60 = rng.uniform(*RT60)
     n = int(min(rt60, 0.6) * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
     rir = np.zeros(n)
@@ -51,7 +57,7 @@ def room_impulse_response(rng: np.random.Generator) -> np.ndarray:
     tail = low * np.exp(-6.9 * t / rt60) + (white - low) * np.exp(-6.9 * t / (0.6 * rt60))
     onset = int(0.005 * SAMPLE_RATE)
     tail[:onset] *= np.linspace(0.0, 1.0, onset)
-    drr_db = rng.uniform(-3.0, 12.0)  # direct-to-reverberant energy ratio
+    drr_db = rng.uniform(*DRR_DB)  # direct-to-reverberant energy ratio
     direct = np.sum(rir ** 2)
     tail *= np.sqrt(direct / np.sum(tail ** 2) * 10.0 ** (-drr_db / 10.0))
     return rir + tail
@@ -91,11 +97,15 @@ def record(speech: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         Peak between -20 and -1 dBFS.
     """
     n = len(speech)
-    if rng.random() < 0.6:
+    if rng.random() < P_REVERB:
         speech = fftconvolve(speech, room_impulse_response(rng))[:n]
-    if rng.random() < 0.9:
+    if rng.random() < P_NOISE:
         # The dry speech has unit RMS over voiced frames: the SNR is relative to that level.
-        snr_db = rng.uniform(5.0, 30.0)
+        snr_db = rng.uniform(*SNR_DB)
         speech = speech + background_noise(rng, n) * 10.0 ** (-snr_db / 20.0)
+    # Every real recording has a noise floor (microphone self-noise, preamp hiss): digital
+    # silence would be an artefact no real input has.
+    hiss = rng.standard_normal(n) * 10.0 ** (-rng.uniform(*HISS_DB) / 20.0)
+    speech = speech + np.convolve(hiss, [1.0, rng.uniform(-0.9, 0.9)], mode="same")
     peak = np.max(np.abs(speech)) + 1e-12
     return (speech * (10.0 ** (rng.uniform(-20.0, -1.0) / 20.0) / peak)).astype(np.float32)

@@ -28,6 +28,14 @@ import numpy as np
 import soundfile as sf
 
 from r2n_audio.atomic import atomic_path, atomic_write_text
+from r2n_audio.data.manifests import (
+    Trials,
+    spk2utt_from_utt2spk,
+    write_spk2utt,
+    write_trials,
+    write_utt2spk,
+    write_wav_scp,
+)
 from r2n_audio.data.synthetic.channel import channel_gain, record
 from r2n_audio.data.synthetic.synth import SAMPLE_RATE, speak
 from r2n_audio.data.synthetic.voice import SpeakerVoice, sample_speaker
@@ -84,26 +92,18 @@ def _write_utterance(job: tuple) -> float:
     return len(audio) / SAMPLE_RATE
 
 
-def _write_table(path: Path, rows: dict[str, str]) -> None:
-    atomic_write_text(path, "".join(f"{k} {v}\n" for k, v in rows.items()))
-
-
 def _write_data_dir(folder: Path, keys: list[str], rel: str) -> None:
     """wav.scp (paths relative to ``folder``), utt2spk, spk2utt for ``keys``."""
-    _write_table(folder / "wav.scp", {k: f"{rel}wav/{k}.wav" for k in keys})
-    _write_table(folder / "utt2spk", {k: k.split("/")[0] for k in keys})
-    spk2utt: dict[str, list[str]] = {}
-    for k in keys:
-        spk2utt.setdefault(k.split("/")[0], []).append(k)
-    _write_table(folder / "spk2utt", {s: " ".join(u) for s, u in spk2utt.items()})
+    utt2spk = {k: k.split("/")[0] for k in keys}
+    write_wav_scp(folder / "wav.scp", {k: f"{rel}wav/{k}.wav" for k in keys})
+    write_utt2spk(folder / "utt2spk", utt2spk)
+    write_spk2utt(folder / "spk2utt", spk2utt_from_utt2spk(utt2spk))
 
 
-def make_trials(spk2utt: dict[str, list[str]], seed: int) -> list[tuple[str, str, bool]]:
+def make_trials(spk2utt: dict[str, list[str]], seed: int) -> Trials:
     """Every same-speaker pair plus as many different-speaker pairs (at least 1,000, or all).
 
-    Returns
-    -------
-    list of (enroll, test, is_target), sorted as the utterances are.
+    Pairs are unordered (enroll before test in ``spk2utt`` order), each listed once, sorted.
     """
     keys = [k for utts in spk2utt.values() for k in utts]
     spk = np.array([i for i, utts in enumerate(spk2utt.values()) for _ in utts])
@@ -113,7 +113,8 @@ def make_trials(spk2utt: dict[str, list[str]], seed: int) -> list[tuple[str, str
     n_non = min(len(non), max(int(same.sum()), 1000))
     rng = np.random.default_rng([seed, 2])
     chosen = np.sort(np.concatenate([np.flatnonzero(same), rng.choice(non, n_non, replace=False)]))
-    return [(keys[a[i]], keys[b[i]], bool(same[i])) for i in chosen]
+    return Trials([keys[i] for i in a[chosen]], [keys[i] for i in b[chosen]],
+                  same[chosen].astype(np.int8))
 
 
 def _check(n_train: int, n_test: int, utts: int, min_s: float, max_s: float) -> None:
@@ -200,12 +201,8 @@ def make_corpus(out_dir: str | os.PathLike, n_train_speakers: int = 200,
     _write_data_dir(out, keys[_TRAIN] + keys[_TEST], "")
     _write_data_dir(out / "train", keys[_TRAIN], "../")
     _write_data_dir(out / "test", keys[_TEST], "../")
-    test_spk2utt: dict[str, list[str]] = {}
-    for k in keys[_TEST]:
-        test_spk2utt.setdefault(k.split("/")[0], []).append(k)
-    trials = make_trials(test_spk2utt, seed)
-    atomic_write_text(out / "trials.txt", "".join(
-        f"{e} {t} {'target' if y else 'nontarget'}\n" for e, t, y in trials))
+    trials = make_trials(spk2utt_from_utt2spk({k: k.split("/")[0] for k in keys[_TEST]}), seed)
+    write_trials(out / "trials.txt", trials)
     info = CorpusInfo(out, n_train_speakers, n_test_speakers, len(jobs), len(trials),
                       round(audio_seconds, 2), round(time.perf_counter() - start, 2))
     _write_json(out, info, seed, utts_per_speaker, min_seconds, max_seconds, workers, groups)
