@@ -225,6 +225,8 @@ def main() -> None:
     sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
     sb_max = args.sb_max or (2_000 if args.quick else 10_000)
     sizes = sorted({*sizes, *([sb_max] if sb_max < sizes[0] else [])})
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{os.cpu_count()} CPUs, load average {load} (timings are best of {args.repeats})\n")
     bench_metrics(sizes, sb_max, args.repeats)
     if not args.quick:
         bench_as_norm()
