@@ -14,8 +14,10 @@ Time is the best of ``--repeats`` runs. Memory is the peak allocated during one 
 with :mod:`tracemalloc` for the numpy implementations (exact), and for SpeechBrain, whose torch
 allocations tracemalloc cannot see, the peak resident-set growth sampled every millisecond (the
 script re-runs itself with ``MALLOC_MMAP_THRESHOLD_`` set so that freed arrays leave the
-resident set and each run starts from the same floor). Then a Vox1-H-sized problem (550k trials over 1,190 utterances,
-256-d, AS-Norm against 6,000 cohort vectors, top 300) is scored through ``score_trials`` and
+resident set and each run starts from the same floor).
+
+Then a Vox1-H-sized problem (550k trials over 1,190 utterances, 256-d, AS-Norm against 6,000
+cohort vectors, top 300) is scored through ``score_trials`` and
 through ``r2n-audio score`` end to end (reading the trial file and an npy store).
 
 Usage: ``python benchmarks/bench_metrics.py [--quick] [--sb-max N] [--repeats R]``

@@ -58,6 +58,25 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     return data, int(sr)
 
 
+def _validate(path: Path, data: np.ndarray, sr: int, min_seconds: float) -> None:
+    if data.shape[0] == 0:
+        raise AudioError(path, "contains no samples")
+    if not np.isfinite(data).all():
+        raise AudioError(path, "contains NaN or Inf samples")
+    seconds = data.shape[0] / sr
+    if seconds < min_seconds:
+        raise AudioError(path, f"too short: {seconds:.3f} s, the minimum is {min_seconds} s")
+
+
+def _mono(path: Path, data: np.ndarray) -> np.ndarray:
+    """(N, C) -> (N,) by averaging channels, reported once."""
+    if data.shape[1] == 1:
+        return np.ascontiguousarray(data[:, 0])
+    _report_once("mixdown", "mixing %d-channel audio down to mono (first: %s)",
+                 data.shape[1], path)
+    return data.mean(axis=1)
+
+
 def load_audio(
     path: str | os.PathLike, sample_rate: int = 16000, min_seconds: float = 0.1
 ) -> torch.Tensor:
@@ -87,20 +106,8 @@ def load_audio(
 
     path = Path(path)
     data, sr = _read(path)
-    if data.shape[0] == 0:
-        raise AudioError(path, "contains no samples")
-    if not np.isfinite(data).all():
-        raise AudioError(path, "contains NaN or Inf samples")
-    seconds = data.shape[0] / sr
-    if seconds < min_seconds:
-        raise AudioError(path, f"too short: {seconds:.3f} s, the minimum is {min_seconds} s")
-    if data.shape[1] > 1:
-        _report_once("mixdown", "mixing %d-channel audio down to mono (first: %s)",
-                     data.shape[1], path)
-        mono = data.mean(axis=1)
-    else:
-        mono = data[:, 0]
-    wave = torch.from_numpy(np.ascontiguousarray(mono))
+    _validate(path, data, sr, min_seconds)
+    wave = torch.from_numpy(_mono(path, data))
     if sr != sample_rate:
         import torchaudio.functional as taf  # lazy: only needed for off-rate files
 

@@ -5,7 +5,8 @@ The calibrated score is ``llr = a s + sum_i c_i q_i + b`` with ``s`` the raw sco
 quality measures (embedding norms, top-N cohort means, durations, ...). The parameters minimise
 the prior-weighted cross-entropy (BOSARIS / Brummer's ``Cllr`` at prior ``pi``)::
 
-    pi / N_tar sum_tar log(1 + e^-(llr + logit pi)) + (1 - pi) / N_non sum_non log(1 + e^(llr + logit pi))
+      pi     / N_tar  sum_tar log(1 + exp(-(llr + logit pi)))
+    + (1 - pi) / N_non  sum_non log(1 + exp(  llr + logit pi ))
 
 a convex problem solved with L-BFGS on standardised inputs. Parameters are saved as JSON.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -3,8 +3,9 @@
 Pure numpy, one sort, O(N log N) time and O(N) memory (never a thresholds x scores matrix).
 The sort is numpy's default introsort rather than a stable one (4x faster at 10^6 trials):
 counts are only read at the boundaries of tie groups, so the order *within* a group cannot
-change any result, which the tests check by permuting tied trials. Labels are 1 = target, 0 = nontarget; a trial is *accepted* when its score is
-``>= threshold``.
+change any result, which the tests check by permuting tied trials.
+
+Labels are 1 = target, 0 = nontarget; a trial is *accepted* when its score is ``>= threshold``.
 
 Operating points. Sort the scores and take as thresholds the K distinct score values
 ``u_1 < ... < u_K`` plus ``+inf``. At threshold ``u_k``
