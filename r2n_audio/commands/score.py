@@ -15,6 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from r2n_audio.errors import DataFormatError
+
+__all__ = ["HELP", "add_arguments", "run"]
+
 HELP = "score a trial list against stored embeddings (EER, minDCF, AS-Norm, calibration, DET)"
 
 _QMF = ("enroll_norm", "test_norm", "enroll_cohort_mean", "test_cohort_mean")
@@ -67,7 +71,6 @@ def _probability(text: str) -> float:
 def _load_inputs(args: argparse.Namespace):
     from r2n_audio.data.embeddings import load_embeddings
     from r2n_audio.data.manifests import read_trials
-    from r2n_audio.errors import DataFormatError
     from r2n_audio.scoring.cosine import load_cohort, load_mean
 
     trials = read_trials(args.trials)
@@ -86,13 +89,12 @@ def _load_inputs(args: argparse.Namespace):
 
 
 def _check_missing(args: argparse.Namespace, trials, result) -> None:
-    from r2n_audio.errors import DataFormatError
 
     if not result.missing_keys or args.allow_missing:
         return
-    first = int(next(i for i in range(len(trials)) if not result.valid[i]))
-    key = next(k for k in (trials.enroll[first], trials.test[first])
-               if k in set(result.missing_keys))
+    first = int(np.flatnonzero(~result.valid)[0])
+    missing = set(result.missing_keys)
+    key = trials.enroll[first] if trials.enroll[first] in missing else trials.test[first]
     shown = ", ".join(result.missing_keys[:_SHOW_MISSING])
     more = "" if len(result.missing_keys) <= _SHOW_MISSING else ", ..."
     raise DataFormatError(
@@ -103,13 +105,12 @@ def _check_missing(args: argparse.Namespace, trials, result) -> None:
 
 def _quality(result, names, calibration_path=None) -> dict:
     """Per-trial quality measures by name, from per-utterance norms and cohort means."""
-    from r2n_audio.errors import DataFormatError
 
     valid = result.valid
     per_utt = {"norm": result.norms, "cohort_mean": result.cohort_mean}
     out = {}
     for name in names:
-        side, measure = name.split("_", 1)
+        side, _, measure = name.partition("_")
         if measure not in per_utt or side not in ("enroll", "test"):
             raise DataFormatError(calibration_path, f"unknown quality measure '{name}'; "
                                                     f"known: {', '.join(_QMF)}")
@@ -121,8 +122,7 @@ def _quality(result, names, calibration_path=None) -> dict:
 
 
 def _calibrate(args: argparse.Namespace, result, scores, labels):
-    """Fit and/or apply calibration; returns (scores, fitted Calibration or None, applied)."""
-    from r2n_audio.errors import DataFormatError
+    """Fit and/or apply a calibration; returns (scores, the fitted Calibration or None)."""
     from r2n_audio.scoring.calibration import Calibration, fit_calibration
 
     fitted = None
@@ -141,7 +141,6 @@ def _calibrate(args: argparse.Namespace, result, scores, labels):
 
 
 def _metrics(args: argparse.Namespace, scores, labels) -> dict:
-    from r2n_audio.errors import DataFormatError
     from r2n_audio.scoring.metrics import compute_act_dcf, compute_cllr, evaluate
 
     try:
