@@ -30,25 +30,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("trials", type=Path,
                         help="trial list: '1 a.wav b.wav' (VoxCeleb), 'a b target|nontarget' "
                              "(Kaldi) or 'a b' (unlabelled: scores only)")
-    parser.add_argument("--embeddings", type=Path, required=True,
+    parser.add_argument("--embeddings", type=Path, required=True, metavar="PATH",
                         help="embedding store: folder of .npy, .npz, or Kaldi .ark/.scp")
-    parser.add_argument("--mean", type=Path,
+    parser.add_argument("--mean", type=Path, metavar="PATH",
                         help="mean to subtract: a .npy vector or an embedding store (its mean)")
-    parser.add_argument("--cohort", type=Path,
+    parser.add_argument("--cohort", type=Path, metavar="PATH",
                         help="AS-Norm cohort: a .npy matrix (C, D) or an embedding store")
-    parser.add_argument("--top-n", type=_positive, default=300,
+    parser.add_argument("--top-n", type=_positive, default=300, metavar="N",
                         help="cohort scores kept per utterance by AS-Norm (default 300)")
-    parser.add_argument("--calibration", type=Path,
+    parser.add_argument("--calibration", type=Path, metavar="CAL.json",
                         help="apply this calibration JSON (scores become log-likelihood ratios)")
     parser.add_argument("--fit-calibration", type=Path, metavar="OUT.json",
                         help="fit a calibration on this labelled list and write it here")
-    parser.add_argument("--calibration-prior", type=_probability, default=0.5,
+    parser.add_argument("--calibration-prior", type=_probability, default=0.5, metavar="P",
                         help="target prior of the calibration objective (default 0.5)")
     parser.add_argument("--qmf", action="store_true",
                         help="fit with quality measures: embedding norms, and cohort means "
                              "with --cohort")
-    parser.add_argument("--output", type=Path, help="write 'enroll test score' lines here")
-    parser.add_argument("--det", type=Path, help="write a DET plot (PNG) here")
+    parser.add_argument("--output", type=Path, metavar="SCORES.txt", help="write 'enroll test score' lines here")
+    parser.add_argument("--det", type=Path, metavar="DET.png", help="write a DET plot (PNG) here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--allow-missing", action="store_true",
                         help="skip trials whose embedding is missing instead of failing")
