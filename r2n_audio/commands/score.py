@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qmf", action="store_true",
                         help="fit with quality measures: embedding norms, and cohort means "
                              "with --cohort")
-    parser.add_argument("--output", type=Path, metavar="SCORES.txt", help="write 'enroll test score' lines here")
+    parser.add_argument("--output", type=Path, metavar="SCORES.txt",
+                        help="write 'enroll test score' lines here")
     parser.add_argument("--det", type=Path, metavar="DET.png", help="write a DET plot (PNG) here")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--allow-missing", action="store_true",
