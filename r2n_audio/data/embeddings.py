@@ -9,6 +9,7 @@ through kaldiio (``xvector.scp`` as Kaldi recipes write it). Every write is atom
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
@@ -136,6 +137,17 @@ def _save_kaldi(path: Path, kind: str, embeddings: Mapping[str, np.ndarray]) -> 
         tmp_scp.write_text(text, encoding="utf-8")
 
 
+def _save_npz(path: Path, embeddings: Mapping[str, np.ndarray]) -> None:
+    # Written member by member rather than np.savez(**embeddings): keys such as "file" would
+    # collide with savez's own arguments.
+    with atomic_path(path, suffix=".npz") as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+            for key, vector in embeddings.items():
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asarray(vector, dtype=np.float32),
+                                              allow_pickle=False)
+
+
 def save_embeddings(
     path: str | os.PathLike, embeddings: Mapping[str, np.ndarray], format: str | None = None
 ) -> None:
@@ -158,7 +170,6 @@ def save_embeddings(
         for key, vector in embeddings.items():
             save_npy_embedding(path, key, vector)
     elif kind == "npz":
-        with atomic_path(path, suffix=".npz") as tmp:
-            np.savez(tmp, **{k: np.asarray(v, dtype=np.float32) for k, v in embeddings.items()})
+        _save_npz(path, embeddings)
     else:
         _save_kaldi(path, kind, embeddings)

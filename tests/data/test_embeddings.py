@@ -29,6 +29,13 @@ def test_round_trip(tmp_path, vectors, name):
     _assert_same(load_embeddings(tmp_path / name), vectors)
 
 
+def test_npz_keys_that_collide_with_savez_arguments(tmp_path):
+    vectors = {"file": np.ones(2, np.float32), "allow_pickle": np.zeros(2, np.float32)}
+    save_embeddings(tmp_path / "e.npz", vectors)
+    with np.load(tmp_path / "e.npz") as archive:  # numpy reads it back
+        _assert_same({k: archive[k] for k in archive.files}, vectors)
+
+
 def test_npy_layout(tmp_path, vectors):
     save_embeddings(tmp_path / "emb", vectors)
     assert (tmp_path / "emb/spk1/u2.npy").is_file()
