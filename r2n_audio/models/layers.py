@@ -142,7 +142,7 @@ class TDNNBlock(nn.Module):
         return self.conv.pad
 
     def forward(self, x: torch.Tensor, pad_index: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
-        return self.norm(F.relu(self.conv(x, pad_index)))
+        return self.norm(torch.relu_(self.conv(x, pad_index)))  # conv backward needs no output
 
 
 class SqueezeExcite2d(nn.Module):

@@ -14,7 +14,17 @@ __all__ = ["StatisticsPooling", "AttentiveStatisticsPooling"]
 
 
 def _weighted_stats(x: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std over time of ``x (B, C, T)`` with weights ``w`` summing to 1 over time."""
+    """Mean and std over time of ``x (B, C, T)`` with weights ``w`` summing to 1 over time.
+
+    ``w (B, 1, T)`` shared by all channels (uniform over valid frames): ``E[x^2] - E[x]^2`` by
+    two batched matrix-vector products. ``w (B, C, T)`` (attention, often peaked): the centred
+    two-pass form, since the one-pass form loses ~1e-4 there.
+    """
+    if w.size(1) == 1:
+        wt = w.transpose(1, 2)
+        mean = torch.bmm(x, wt).squeeze(2)
+        sq = torch.bmm(x * x, wt).squeeze(2)
+        return mean, (sq - mean * mean).clamp(min=eps).sqrt()
     mean = (x * w).sum(2)
     var = (w * (x - mean.unsqueeze(2)).pow(2)).sum(2)
     return mean, var.clamp(min=eps).sqrt()

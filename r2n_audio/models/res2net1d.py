@@ -61,7 +61,7 @@ class SEBlock1d(nn.Module):
     """Squeeze-excitation over time: masked mean, 1x1 ``C -> S``, ReLU, ``S -> C``, sigmoid.
 
     Shapes: ``x (B, C, T)``, ``mask (B, 1, T)`` (1 on valid frames), ``n (B, 1, 1)`` valid
-    counts -> ``(B, C, T)``.
+    counts -> gates ``(B, C, 1)`` (the caller multiplies, fused with its residual add).
     """
 
     def __init__(self, channels: int, se_channels: int = 128) -> None:
@@ -71,8 +71,7 @@ class SEBlock1d(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         s = (x * mask).sum(dim=2, keepdim=True) / n
-        s = torch.sigmoid(self.conv2(torch.relu(self.conv1(s))))
-        return s * x
+        return torch.sigmoid(self.conv2(torch.relu(self.conv1(s))))
 
 
 class SERes2Block(nn.Module):
@@ -96,7 +95,7 @@ class SERes2Block(nn.Module):
     def forward(self, x: torch.Tensor, pad_index: _PadIndex, mask: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         residual = x if self.shortcut is None else self.shortcut(x)
         x = self.tdnn2(self.res2net_block(self.tdnn1(x), pad_index))
-        return self.se_block(x, mask, n) + residual
+        return torch.addcmul(residual, x, self.se_block(x, mask, n))
 
 
 class EcapaTdnn(nn.Module):
