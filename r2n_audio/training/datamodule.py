@@ -1,0 +1,196 @@
+"""``SpeakerDataModule``: training crops and a held-out trial list from Kaldi-style data dirs.
+
+A data dir is any folder with ``wav.scp`` and ``utt2spk`` (the layout of ``r2n-audio
+make-corpus``, ``r2n-audio prepare voxceleb`` and a user's own corpus). Workers only read and
+crop audio (and apply waveform augmentation); the fbank runs batched inside the model, on the
+training device.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_info
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from r2n_audio.errors import DataFormatError
+
+__all__ = ["SpeakerDataModule", "EpochRandomSampler", "BatchedEvalDataset"]
+
+class EpochRandomSampler(RandomSampler):
+    """A random permutation per epoch drawn from ``seed + epoch`` (Lightning calls
+    ``set_epoch``), so a resumed run sees the order the interrupted one would have seen.
+
+    It stays a ``RandomSampler``, so under DDP Lightning swaps it for a shuffling
+    ``DistributedSampler`` seeded by ``seed_everything``.
+    """
+
+    def __init__(self, data_source, seed: int = 0) -> None:
+        super().__init__(data_source, generator=torch.Generator())
+        self.seed = int(seed)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + int(epoch))
+
+
+class BatchedEvalDataset(Dataset):
+    """Pre-bucketed evaluation batches as dataset items: item ``i`` is the collated
+    :class:`~r2n_audio.data.datasets.EvalBatch` of bucket ``i``.
+
+    Handing whole batches to a ``DataLoader(batch_size=None)`` lets Lightning shard them over
+    DDP ranks with its ordinary ``DistributedSampler`` (a custom batch sampler it cannot).
+    """
+
+    def __init__(self, dataset, max_seconds: float = 300.0, max_batch_size: int | None = 64):
+        from r2n_audio.data.datasets import BucketBatchSampler
+
+        self.dataset = dataset
+        self.batches = list(BucketBatchSampler(dataset.durations(), max_seconds, max_batch_size))
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int):
+        from r2n_audio.data.datasets import collate_eval
+
+        return collate_eval([self.dataset[j] for j in self.batches[i]])
+
+
+class SpeakerDataModule(pl.LightningDataModule):
+    """Training and validation data from Kaldi-style data dirs.
+
+    Parameters
+    ----------
+    train_dir : str
+        Folder with ``wav.scp`` and ``utt2spk`` of the training utterances.
+    val_dir : str, optional
+        Folder with the ``wav.scp`` of the held-out utterances; with ``val_trials`` the model
+        logs ``val/eer`` and ``val/min_dcf_*`` each validation epoch.
+    val_trials : str, optional
+        Trial list (Kaldi or VoxCeleb format) over ``val_dir`` utterances.
+    crop_seconds : float
+        Training crop length (2 s in WeSpeaker's VoxCeleb recipe, 6 s in LM fine-tuning).
+    batch_size : int
+        Crops per batch on each device (the global batch is ``batch_size * world size``).
+    num_workers : int
+        DataLoader worker processes reading audio.
+    sample_rate : int
+    speed_perturb : bool
+        Speeds 0.9 / 1.0 / 1.1, each speed a new class (so ``num_classes = 3 * speakers``).
+    musan_dir, rir_dir : str, optional
+        Noise (MUSAN layout) and RIR folders; when given, one of them is applied to a crop
+        with probability ``aug_prob`` (WeSpeaker's scheme).
+    aug_prob : float
+    val_max_seconds : float
+        Padded seconds of audio per validation batch.
+    seed : int
+        Shuffling and crop/augmentation seed.
+    """
+
+    def __init__(self, train_dir: str, val_dir: str | None = None, val_trials: str | None = None,
+                 crop_seconds: float = 2.0, batch_size: int = 128, num_workers: int = 4,
+                 sample_rate: int = 16000, speed_perturb: bool = False,
+                 musan_dir: str | None = None, rir_dir: str | None = None, aug_prob: float = 0.6,
+                 val_max_seconds: float = 300.0, seed: int = 0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_dir, self.val_dir, self.val_trials = train_dir, val_dir, val_trials
+        self._num_speakers: int | None = None
+        self.train_dataset = None
+        self.val_dataset = None
+        self.trials = None
+
+    # ------------------------------------------------------------------ speaker count
+    def _data_file(self, folder: str | os.PathLike, name: str) -> Path:
+        path = Path(folder) / name
+        if not path.is_file():
+            raise DataFormatError(path, f"missing: a data dir needs wav.scp and utt2spk (make "
+                                        f"one with `r2n-audio make-corpus` or `r2n-audio prepare`)")
+        return path
+
+    @property
+    def num_speakers(self) -> int:
+        """Distinct speakers of the training utterances (read from ``utt2spk`` once)."""
+        if self._num_speakers is None:
+            from r2n_audio.data.manifests import read_utt2spk, read_wav_scp
+
+            wavs = read_wav_scp(self._data_file(self.train_dir, "wav.scp"))
+            spk = read_utt2spk(self._data_file(self.train_dir, "utt2spk"))
+            self._num_speakers = len({spk[k] for k in wavs if k in spk})
+        return self._num_speakers
+
+    @property
+    def num_classes(self) -> int:
+        """Classifier outputs: speakers, times 3 with speed perturbation."""
+        return self.num_speakers * (3 if self.hparams.speed_perturb else 1)
+
+    # ------------------------------------------------------------------ datasets
+    def _waveform_augment(self):
+        from r2n_audio.features.augment import AddNoise, OneOf, Reverberate
+
+        hp, seed = self.hparams, self.hparams.seed
+        members = []
+        if hp.musan_dir:
+            members.append(AddNoise(hp.musan_dir, sample_rate=hp.sample_rate, seed=seed + 1))
+        if hp.rir_dir:
+            members.append(Reverberate(hp.rir_dir, sample_rate=hp.sample_rate, seed=seed + 2))
+        return OneOf(*members, p=hp.aug_prob, seed=seed + 3) if members else None
+
+    def setup(self, stage: str | None = None) -> None:
+        from r2n_audio.data.datasets import EvalDataset, TrainCropDataset
+        from r2n_audio.features.augment import SpeedPerturb
+
+        hp = self.hparams
+        if stage in (None, "fit") and self.train_dataset is None:
+            speed = SpeedPerturb(sample_rate=hp.sample_rate, seed=hp.seed + 4) \
+                if hp.speed_perturb else None
+            self.train_dataset = TrainCropDataset(
+                self._data_file(self.train_dir, "wav.scp"),
+                self._data_file(self.train_dir, "utt2spk"), crop_seconds=hp.crop_seconds,
+                sample_rate=hp.sample_rate, augment=self._waveform_augment(),
+                speed_perturb=speed, seed=hp.seed)
+            self._num_speakers = self.train_dataset.num_speakers
+            rank_zero_info(f"training data {self.train_dir}: {len(self.train_dataset)} "
+                           f"utterances, {self.num_speakers} speakers, {self.num_classes} classes")
+        if stage in (None, "fit", "validate") and self.val_trials and self.val_dataset is None:
+            self._setup_validation(EvalDataset)
+
+    def _setup_validation(self, eval_dataset_cls) -> None:
+        from r2n_audio.data.manifests import read_trials, read_wav_scp
+
+        if not self.val_dir:
+            raise DataFormatError(self.val_trials, "val_trials needs val_dir (the folder "
+                                                   "with the wav.scp of the trial utterances)")
+        self.trials = read_trials(self.val_trials)
+        wavs = read_wav_scp(self._data_file(self.val_dir, "wav.scp"))
+        needed = set(self.trials.keys())
+        missing = sorted(needed - set(wavs))
+        if missing:
+            raise DataFormatError(self.val_trials, f"{len(missing)} trial utterances are not in "
+                                                   f"{self.val_dir}/wav.scp, e.g. {missing[:3]}")
+        dataset = eval_dataset_cls({k: v for k, v in wavs.items() if k in needed},
+                                   self.hparams.sample_rate)
+        self.val_dataset = BatchedEvalDataset(dataset, self.hparams.val_max_seconds)
+
+    # ------------------------------------------------------------------ loaders
+    def train_dataloader(self) -> DataLoader:
+        from r2n_audio.data.datasets import collate_train
+
+        hp = self.hparams
+        # Workers are not persistent: each epoch's workers are seeded afresh from torch's RNG,
+        # which checkpoints carry, so a resumed run draws the same crops.
+        return DataLoader(self.train_dataset, batch_size=hp.batch_size,
+                          sampler=EpochRandomSampler(self.train_dataset, hp.seed),
+                          num_workers=hp.num_workers, collate_fn=collate_train, drop_last=True,
+                          pin_memory=torch.cuda.is_available(),
+                          prefetch_factor=4 if hp.num_workers > 0 else None)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_dataset is None:
+            return []
+        return DataLoader(self.val_dataset, batch_size=None, shuffle=False,
+                          num_workers=min(self.hparams.num_workers, 2))

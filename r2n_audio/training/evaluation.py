@@ -1,0 +1,67 @@
+"""Embedding extraction with a training module and trial scoring used during training.
+
+Shared by :class:`~r2n_audio.training.module.SpeakerModule` (validation EER each epoch) and the
+recipes (final extraction), so both embed exactly the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["extract_embeddings", "score_trials_eer", "trial_metrics"]
+
+
+@torch.inference_mode()
+def extract_embeddings(model: nn.Module, batches: Iterable, device: torch.device | str = "cpu",
+                       progress: bool = False, total: int | None = None) -> dict[str, np.ndarray]:
+    """Embed ``(keys, waveforms (B, N), lengths (B,))`` batches; returns ``{key: (D,) float32}``.
+
+    ``model`` maps ``(waveforms, lengths)`` to ``(B, D)`` (a
+    :class:`~r2n_audio.training.module.SpeakerModule` does); it is put in eval mode and
+    restored to its previous mode afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    out: dict[str, np.ndarray] = {}
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, total=total, desc="embed", unit="batch")
+    try:
+        for batch in batches:  # (keys, waveforms, lengths, ...), e.g. an EvalBatch
+            keys, waveforms, lengths = batch[0], batch[1], batch[2]
+            emb = model(waveforms.to(device), lengths.to(device)).float().cpu().numpy()
+            out.update(zip(keys, emb))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def trial_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """EER (percent) and normalised minDCF at P_target 0.01 and 0.05 (C_miss = C_fa = 1)."""
+    from r2n_audio.scoring.metrics import compute_eer, compute_min_dcf
+
+    eer, _ = compute_eer(scores, labels)
+    return {"eer": 100.0 * float(eer),
+            "min_dcf_0.01": float(compute_min_dcf(scores, labels, p_target=0.01)[0]),
+            "min_dcf_0.05": float(compute_min_dcf(scores, labels, p_target=0.05)[0])}
+
+
+def score_trials_eer(trials, embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Plain cosine scores of ``trials`` (a :class:`~r2n_audio.data.manifests.Trials`) and their
+    :func:`trial_metrics`; trials with a missing embedding are left out."""
+    keys = sorted(embeddings)
+    index = {k: i for i, k in enumerate(keys)}
+    emb = np.stack([embeddings[k] for k in keys]).astype(np.float64)
+    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    pairs = [(index[e], index[t], i) for i, (e, t) in enumerate(zip(trials.enroll, trials.test))
+             if e in index and t in index]
+    if not pairs:
+        return {}
+    a, b, rows = (np.array(x) for x in zip(*pairs))
+    scores = np.einsum("ij,ij->i", emb[a], emb[b])
+    return trial_metrics(scores, np.asarray(trials.labels)[rows])

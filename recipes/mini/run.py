@@ -1,0 +1,165 @@
+"""The mini recipe (what `make demo` runs): corpus -> train -> embed -> score -> report.
+
+    python recipes/mini/run.py                       # defaults: data/mini, exp/mini
+    python recipes/mini/run.py --config recipes/mini/conf/default.yaml -- --trainer.max_time=00:00:02:00
+
+1. makes the synthetic corpus in ``--data`` if it is not there (``make_corpus``);
+2. measures the no-training baseline EER (log-mel statistics, cosine);
+3. trains the model of ``--config`` (LightningCLI YAML; overrides after ``--``);
+4. embeds the held-out speakers and a few utterances per training speaker;
+5. scores the trial list: cosine after subtracting the mean training embedding, then AS-Norm
+   with the training speakers as cohort; writes ``results.json``, ``det.png``, the test
+   embeddings and an export bundle (``model.pt``) to ``--exp``, and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "conf" / "default.yaml"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="data/mini", help="corpus folder (made if missing)")
+    parser.add_argument("--exp", default="exp/mini", help="output folder")
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="training YAML")
+    parser.add_argument("--speakers", type=int, default=200, help="training speakers of a new corpus")
+    parser.add_argument("--test-speakers", type=int, default=40, help="held-out speakers of a new corpus")
+    parser.add_argument("--utts", type=int, default=20, help="utterances per speaker of a new corpus")
+    parser.add_argument("--cohort-utts", type=int, default=5, help="utterances per training speaker embedded for the mean and the AS-Norm cohort")
+    parser.add_argument("--top-n", type=int, default=100, help="AS-Norm top-N cohort scores")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.overrides = argv[split + 1:]
+    return args
+
+
+def make_corpus_if_missing(args) -> float:
+    """Seconds spent making the corpus (0 when it was already there)."""
+    from r2n_audio.data.synthetic import make_corpus
+
+    data = Path(args.data)
+    if (data / "corpus.json").is_file() and (data / "trials.txt").is_file():
+        print(f"corpus: {data} (exists)")
+        return 0.0
+    print(f"corpus: making {data} ({args.speakers}+{args.test_speakers} speakers x {args.utts})")
+    start = time.perf_counter()
+    make_corpus(data, n_train_speakers=args.speakers, n_test_speakers=args.test_speakers,
+                utts_per_speaker=args.utts, progress=not args.quiet)
+    return time.perf_counter() - start
+
+
+def train(args):
+    """Fit the configured model; returns (module, trainer, seconds)."""
+    from r2n_audio.training.cli import main as cli_main
+
+    cli_args = ["--config", args.config, f"--data.train_dir={Path(args.data) / 'train'}",
+                *([] if not args.quiet else ["--trainer.enable_progress_bar=false"]),
+                *args.overrides]
+    cli = cli_main(cli_args, run=False)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, cli.datamodule)
+    return cli.model, cli.trainer, time.perf_counter() - start
+
+
+def evaluate(args, module):
+    """Embed, score and measure; returns (metrics dict, det systems, embeddings, mean)."""
+    import numpy as np
+    import torch
+
+    from r2n_audio.data.manifests import read_trials, read_utt2spk, read_wav_scp
+    from r2n_audio.training.recipe import (embed_utterances, score_and_measure, speaker_means,
+                                           subsample_per_speaker)
+
+    data, device = Path(args.data), "cuda" if torch.cuda.is_available() else "cpu"
+    module.to(device)
+    test = embed_utterances(module, read_wav_scp(data / "test" / "wav.scp"), device,
+                            progress=not args.quiet)
+    utt2spk = read_utt2spk(data / "train" / "utt2spk")
+    train_wavs = read_wav_scp(data / "train" / "wav.scp")
+    keys = subsample_per_speaker({k: utt2spk[k] for k in train_wavs}, args.cohort_utts)
+    train = embed_utterances(module, {k: train_wavs[k] for k in keys}, device,
+                             progress=not args.quiet)
+    mean = np.mean(np.stack(list(train.values())), axis=0)
+    cohort = speaker_means(train, utt2spk)
+    trials = read_trials(data / "trials.txt")
+    plain, s0, labels = score_and_measure(trials, test, mean=mean)
+    normed, s1, _ = score_and_measure(trials, test, mean=mean, cohort=cohort, top_n=args.top_n)
+    systems = {"cosine": (s0, labels), "cosine + AS-Norm": (s1, labels)}
+    return {"plain": plain, "as_norm": normed}, systems, test, mean
+
+
+def write_outputs(args, module, results, systems, test_embeddings, mean) -> None:
+    import torch
+
+    from r2n_audio.atomic import atomic_write_text
+    from r2n_audio.data.embeddings import save_embeddings
+    from r2n_audio.inference.bundle import save_bundle
+    from r2n_audio.scoring.plot import plot_det
+
+    exp = Path(args.exp)
+    exp.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
+    plot_det(exp / "det.png", systems, title="mini corpus, held-out speakers")
+    save_embeddings(exp / "test_embeddings.npz", test_embeddings)
+    save_bundle(module.cpu().bundle(embedding_mean=torch.from_numpy(mean),
+                                    meta={"recipe": "mini", "results": results}),
+                exp / "model.pt")
+
+
+def print_table(results) -> None:
+    rows = [("system", "EER %", "minDCF 0.01", "minDCF 0.05"),
+            ("log-mel stats baseline (no training)", f"{results['baseline_eer']:.2f}", "", ""),
+            (f"{results['model']} cosine", f"{results['eer_no_asnorm']:.2f}",
+             f"{results['min_dcf_0.01_no_asnorm']:.3f}", f"{results['min_dcf_0.05_no_asnorm']:.3f}"),
+            (f"{results['model']} + AS-Norm", f"{results['eer']:.2f}",
+             f"{results['min_dcf_0.01']:.3f}", f"{results['min_dcf_0.05']:.3f}")]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    print(f"params {results['params']:,}; seconds: corpus {results['corpus_seconds']:.0f}, "
+          f"train {results['train_seconds']:.0f}, total {results['total_seconds']:.0f}")
+
+
+def main(argv=None) -> dict:
+    start = time.perf_counter()
+    args = parse_args(argv)
+    corpus_seconds = make_corpus_if_missing(args)
+    from r2n_audio.scoring.baseline import baseline_eer
+
+    t = time.perf_counter()
+    baseline = baseline_eer(Path(args.data) / "test", Path(args.data) / "trials.txt")
+    baseline_seconds = time.perf_counter() - t
+    module, trainer, train_seconds = train(args)
+    t = time.perf_counter()
+    metrics, systems, test_embeddings, mean = evaluate(args, module)
+    results = {
+        "eer": metrics["as_norm"]["eer"], "min_dcf_0.01": metrics["as_norm"]["min_dcf_0.01"],
+        "min_dcf_0.05": metrics["as_norm"]["min_dcf_0.05"],
+        "eer_no_asnorm": metrics["plain"]["eer"],
+        "min_dcf_0.01_no_asnorm": metrics["plain"]["min_dcf_0.01"],
+        "min_dcf_0.05_no_asnorm": metrics["plain"]["min_dcf_0.05"],
+        "baseline_eer": baseline, "model": module.backbone_name,
+        "params": sum(p.numel() for p in module.backbone.parameters()),
+        "trials": str(Path(args.data) / "trials.txt"), "n_trials": len(systems["cosine"][1]),
+        "scoring": f"cosine after mean subtraction; AS-Norm top-{args.top_n}, cohort = training-speaker means",
+        "epochs": trainer.current_epoch, "steps": trainer.global_step,
+        "corpus_seconds": corpus_seconds, "baseline_seconds": baseline_seconds,
+        "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - t,
+    }
+    results["total_seconds"] = time.perf_counter() - start
+    write_outputs(args, module, results, systems, test_embeddings, mean)
+    print_table(results)
+    print(f"wrote {args.exp}/results.json, det.png, test_embeddings.npz, model.pt")
+    return results
+
+
+if __name__ == "__main__":
+    main()
