@@ -1,0 +1,189 @@
+"""``r2n-audio embed`` versus SpeechBrain's ``EncoderClassifier`` looping over the same files.
+
+Both embed the same folders with the same ECAPA-TDNN (C=1024, MFA 3072, 20.8M parameters, the
+``spkrec-ecapa-voxceleb`` size; random weights, shared by both: SpeechBrain loads them from a
+pretrained-style folder, r2n-audio imports that folder), in the same run, on CPU, same threads.
+Timed end to end: decode + features + network + writing one ``.npy`` per file.
+
+- r2n-audio: ``r2n-audio embed DIR --model bundle -o OUT`` (in process), fp32 then bf16.
+- SpeechBrain: for each file, ``classifier.load_audio`` + ``encode_batch`` + ``np.save`` (its
+  usual use).
+
+Two folders: short files (1-3 s, like VoxCeleb test utterances) and long files (4-8 s).
+Targets: >= 1.5x SpeechBrain on short files in fp32, never slower on long ones; bf16 >= 1.3x
+fp32 with every embedding's cosine to fp32 >= 0.999; peak memory (RSS) embedding a 1-hour file
+< 2 GB (measured in a child process).
+
+Usage: ``python benchmarks/bench_embed.py [--quick] [--threads N] [--short N] [--long N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import logging
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+SB_YAML = """\
+n_mels: 80
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: !ref <n_mels>
+mean_var_norm: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+    std_norm: False
+embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    input_size: !ref <n_mels>
+    channels: [1024, 1024, 1024, 1024, 3072]
+    kernel_sizes: [5, 3, 3, 3, 1]
+    dilations: [1, 2, 3, 4, 1]
+    attention_channels: 128
+    lin_neurons: 192
+modules:
+    compute_features: !ref <compute_features>
+    mean_var_norm: !ref <mean_var_norm>
+    embedding_model: !ref <embedding_model>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        embedding_model: !ref <embedding_model>
+    paths:
+        embedding_model: {folder}/embedding_model.ckpt
+"""
+
+
+def make_folder(root: Path, n: int, low: float, high: float, seed: int) -> Path:
+    """``n`` wav files of ``low``..``high`` seconds (noisy harmonic tones), 16 kHz PCM16."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    for i in range(n):
+        seconds = rng.uniform(low, high)
+        t = np.arange(int(seconds * 16000)) / 16000
+        f0 = rng.uniform(90, 250)
+        x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6)) * 0.1
+        x = x + 0.02 * rng.standard_normal(t.shape)
+        sf.write(root / f"u{i:04d}.wav", x.astype(np.float32), 16000, subtype="PCM_16")
+    return root
+
+
+def make_models(root: Path) -> tuple[Path, Path]:
+    """A SpeechBrain pretrained folder with random weights and our bundle imported from it."""
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+    from r2n_audio.cli import main
+
+    folder = root / "sb_model"
+    folder.mkdir()
+    torch.manual_seed(0)
+    model = ECAPA_TDNN(80, channels=[1024] * 4 + [3072], lin_neurons=192).eval()
+    torch.save(model.state_dict(), folder / "embedding_model.ckpt")
+    (folder / "hyperparams.yaml").write_text(SB_YAML.format(folder=folder))
+    bundle = root / "bundle.pt"
+    if main(["import", "speechbrain", str(folder), "-o", str(bundle)]) != 0:
+        raise SystemExit("import failed")
+    return folder, bundle
+
+
+def run_speechbrain(folder: Path, wav_dir: Path, out: Path) -> float:
+    """Wall seconds of SpeechBrain's per-file loop (load_audio + encode_batch + np.save)."""
+    from speechbrain.inference.speaker import EncoderClassifier
+
+    classifier = EncoderClassifier.from_hparams(source=str(folder),
+                                                savedir=str(out.parent / "sb_savedir"))
+    out.mkdir()
+    paths = sorted(wav_dir.glob("*.wav"))
+    start = time.perf_counter()
+    with torch.no_grad():
+        for path in paths:
+            # A savedir per folder: SpeechBrain caches fetched files by name.
+            wave = classifier.load_audio(str(path), savedir=str(out / "fetched"))
+            emb = classifier.encode_batch(wave[None])[0, 0]
+            np.save(out / f"{path.stem}.npy", emb.numpy())
+    shutil.rmtree(out / "fetched")
+    return time.perf_counter() - start
+
+
+def run_ours(bundle: Path, wav_dir: Path, out: Path, precision: str, batch_seconds: float) -> float:
+    from r2n_audio.cli import main
+
+    start = time.perf_counter()
+    code = main(["embed", str(wav_dir), "--model", str(bundle), "-o", str(out), "--device",
+                 "cpu", "--precision", precision, "--batch-seconds", str(batch_seconds),
+                 "--no-progress"])
+    if code != 0:
+        raise SystemExit(f"embed failed with exit code {code}")
+    return time.perf_counter() - start
+
+
+def cosines(a: Path, b: Path) -> np.ndarray:
+    from r2n_audio.data.embeddings import load_embeddings
+
+    ea, eb = load_embeddings(a), load_embeddings(b)
+    return np.array([ea[k] @ eb[k] / np.linalg.norm(ea[k]) / np.linalg.norm(eb[k]) for k in ea])
+
+
+def peak_memory(bundle: Path, minutes: float, root: Path, threads: int) -> tuple[float, float]:
+    """(peak RSS in GB, wall seconds) of a child embedding one file of ``minutes``."""
+    wav = root / "long.wav"
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(wav, "w", 16000, 1, subtype="PCM_16") as f:
+        for _ in range(int(minutes)):  # one minute at a time: the writer stays small too
+            f.write((0.05 * rng.standard_normal(16000 * 60)).astype(np.float32))
+    code = ("import sys, torch; torch.set_num_threads(int(sys.argv[3]));"
+            "from r2n_audio.inference.embedder import Embedder;"
+            "e = Embedder.from_pretrained(sys.argv[1], device='cpu');"
+            "print(e.embed_file(sys.argv[2]).shape)")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code, str(bundle), str(wav), str(threads)], check=True,
+                   stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2, wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer files and a 10-minute file for the memory check")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--short", type=int, default=None, help="files in the short folder")
+    parser.add_argument("--long", type=int, default=None, help="files in the long folder")
+    parser.add_argument("--batch-seconds", type=float, default=60.0)
+    parser.add_argument("--memory-minutes", type=float, default=None)
+    args = parser.parse_args()
+    n_short = args.short or (24 if args.quick else 120)
+    n_long = args.long or (8 if args.quick else 40)
+    minutes = args.memory_minutes or (10 if args.quick else 60)
+    torch.set_num_threads(args.threads)
+    logging.getLogger("speechbrain").setLevel(logging.WARNING)
+    root = Path(tempfile.mkdtemp(prefix="bench_embed_"))
+    folder, bundle = make_models(root)
+    print(f"ecapa_tdnn_c1024_mfa3072 (20.8M), CPU, {args.threads} threads, torch "
+          f"{torch.__version__}; timings include decode, features, network, writing")
+    for name, n, low, high in (("short", n_short, 1.0, 3.0), ("long", n_long, 4.0, 8.0)):
+        wav_dir = make_folder(root / name, n, low, high, seed=len(name))
+        audio = sum(sf.info(str(p)).duration for p in wav_dir.glob("*.wav"))
+        t_sb = run_speechbrain(folder, wav_dir, root / f"{name}_sb")
+        t_32 = run_ours(bundle, wav_dir, root / f"{name}_fp32", "fp32", args.batch_seconds)
+        t_16 = run_ours(bundle, wav_dir, root / f"{name}_bf16", "bf16", args.batch_seconds)
+        parity = np.abs(cosines(root / f"{name}_fp32", root / f"{name}_sb") - 1).max()
+        cos16 = cosines(root / f"{name}_fp32", root / f"{name}_bf16").min()
+        print(f"\n{name}: {n} files, {audio:.0f} s of audio")
+        for label, t in (("speechbrain loop", t_sb), ("r2n-audio fp32", t_32),
+                         ("r2n-audio bf16", t_16)):
+            print(f"  {label:17s} {t:7.2f} s  {n / t:6.2f} files/s  {audio / t:7.1f} audio s/s")
+        print(f"  fp32 vs speechbrain: {t_sb / t_32:.2f}x (1 - cosine to speechbrain <= "
+              f"{parity:.1e}); bf16 vs fp32: {t_32 / t_16:.2f}x (min cosine {cos16:.5f})")
+    peak, wall = peak_memory(bundle, minutes, root, args.threads)
+    print(f"\none {minutes:.0f}-minute file: peak RSS {peak:.2f} GB, {wall:.0f} s (target < 2 GB)")
+
+
+if __name__ == "__main__":
+    main()
