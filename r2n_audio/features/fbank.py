@@ -117,6 +117,9 @@ class Fbank(nn.Module):
     ((2, 98, 80), [98, 48])
     """
 
+    #: CPU work is done in blocks of about this many frames (buffers stay in the L2 cache).
+    cpu_block_frames = 400
+
     def __init__(self, num_mel_bins: int = 23, frame_length: float = 25.0,
                  frame_shift: float = 10.0, dither: float = 0.0, window_type: str = "povey",
                  preemphasis_coefficient: float = 0.97, remove_dc_offset: bool = True,
@@ -154,7 +157,7 @@ class Fbank(nn.Module):
                              persistent=False)
         banks = kaldi_mel_banks(self.num_mel_bins, self.padded_window_size, sample_frequency,
                                 low_freq, high_freq)
-        self.register_buffer("mel_banks_t", banks.T.double().contiguous(), persistent=False)
+        self.register_buffer("mel_matrix", banks.T.double().contiguous(), persistent=False)
 
     def _check(self, window_type: str, preemph: float, sample_frequency: float) -> None:
         if window_type not in WINDOW_TYPES:
@@ -197,28 +200,83 @@ class Fbank(nn.Module):
         return x.gather(1, idx).unfold(1, self.window_size, self.window_shift)
 
     def _log_energy(self, frames: Tensor) -> Tensor:
-        energy = frames.pow(2).sum(-1).clamp(min=_EPS).log()
+        energy = torch.linalg.vecdot(frames, frames).clamp_(min=_EPS).log_()
         if self.energy_floor > 0.0:
-            energy = energy.clamp(min=math.log(self.energy_floor))
+            energy = energy.clamp_(min=math.log(self.energy_floor))
         return energy
 
-    def _spectrum(self, frames: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor | None]:
-        """Per-frame dither, DC removal, pre-emphasis, window, |rfft|^p (and log energy)."""
-        if self.dither != 0.0 and self.training:
-            frames = frames + self.dither * torch.randn(
-                frames.shape, generator=generator, device=frames.device, dtype=frames.dtype)
-        if self.remove_dc_offset:
-            frames = frames - frames.mean(-1, keepdim=True)
-        energy = self._log_energy(frames) if self.use_energy and self.raw_energy else None
-        if self.preemphasis_coefficient != 0.0:
-            previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
-            frames = frames - self.preemphasis_coefficient * previous
-        frames = frames * self.window.to(frames.dtype)
+    def _workspace(self, frames: int, like: Tensor) -> dict[str, Tensor]:
+        """Buffers for ``frames`` frames, reused by every block of a call: fresh large tensors
+        per step cost page faults that outweigh the arithmetic on CPU."""
+        return {"frame": like.new_empty(frames * self.window_size),
+                "padded": like.new_zeros(frames * self.padded_window_size),  # tails stay 0
+                "mel": like.new_empty(frames * self.num_mel_bins),
+                "power": like.new_empty(frames * (self.padded_window_size // 2 + 1)),
+                "spectrum": like.new_empty(frames * (self.padded_window_size // 2 + 1),
+                                           dtype=torch.promote_types(like.dtype, torch.complex64))}
+
+    def _features(self, frames: Tensor, dest: Tensor, work: dict[str, Tensor],
+                  consts: tuple[Tensor, Tensor, torch.Generator | None]) -> None:
+        """Write the features of ``frames`` (..., window) into ``dest`` (..., F).
+
+        Kaldi's per-frame steps (scale, dither, DC removal, raw energy, pre-emphasis, window),
+        one rfft, one product with the mel matrix; every large intermediate lives in ``work``.
+        """
+        window, mel_matrix, generator = consts
+        shape, size, coef = frames.shape[:-1], self.window_size, self.preemphasis_coefficient
+        count = shape.numel()
+        x = work["frame"][:count * size].view(*shape, size)
+        dither = self.dither != 0.0 and self.training
+        if self.remove_dc_offset and self.waveform_scale == 1.0 and not dither:
+            torch.sub(frames, frames.mean(-1, keepdim=True), out=x)  # one pass for the usual case
+        else:
+            torch.mul(frames, self.waveform_scale, out=x)
+            if dither:
+                x.add_(torch.randn(x.shape, generator=generator, device=x.device,
+                                   dtype=x.dtype), alpha=self.dither)
+            if self.remove_dc_offset:
+                x.sub_(x.mean(-1, keepdim=True))
+        energy = self._log_energy(x) if self.use_energy and self.raw_energy else None
+        buf = work["padded"][:count * self.padded_window_size].view(*shape, -1)
+        if coef != 0.0:  # Kaldi: x[j] -= c * x[j - 1] for j > 0, x[0] -= c * x[0]
+            torch.sub(x[..., 1:], x[..., :-1], alpha=coef, out=buf[..., 1:size])
+            torch.mul(x[..., 0], 1.0 - coef, out=buf[..., 0])
+        else:
+            buf[..., :size] = x
+        buf[..., :size] *= window
         if self.use_energy and not self.raw_energy:
-            energy = self._log_energy(frames)
-        spec = torch.view_as_real(torch.fft.rfft(frames, n=self.padded_window_size))
-        power = spec.pow(2).sum(-1)
-        return (power if self.use_power else power.sqrt()), energy
+            energy = self._log_energy(buf)
+        spec = torch.fft.rfft(buf, out=work["spectrum"][:count * (buf.shape[-1] // 2 + 1)]
+                              .view(*shape, -1))
+        parts = torch.view_as_real(spec).square_()
+        power = torch.add(parts[..., 0], parts[..., 1],
+                          out=work["power"][:spec.numel()].view(spec.shape))
+        if not self.use_power:
+            power.sqrt_()
+        mel = torch.mm(power.view(count, -1), mel_matrix,
+                       out=work["mel"][:count * self.num_mel_bins].view(count, -1))
+        if self.use_log_fbank:
+            mel.clamp_(min=_EPS).log_()
+        mel = mel.view(*shape, -1)
+        if energy is None:
+            dest.copy_(mel)
+        else:
+            dest[..., :-1 if self.htk_compat else None][..., int(not self.htk_compat):] = mel
+            dest[..., -1 if self.htk_compat else 0] = energy
+
+    def _blocks(self, frame_lengths: list[int]) -> list[tuple[slice, slice]]:
+        """(utterances, frames) blocks of at most ``cpu_block_frames`` frames covering every
+        valid frame; frames past an utterance's count are only computed inside a group."""
+        size, blocks, first = self.cpu_block_frames, [], 0
+        while first < len(frame_lengths):
+            stop, longest = first + 1, frame_lengths[first]
+            while (stop < len(frame_lengths)
+                   and (stop + 1 - first) * max(longest, frame_lengths[stop]) <= size):
+                longest = max(longest, frame_lengths[stop])
+                stop += 1
+            blocks += [(slice(first, stop), slice(t, t + size)) for t in range(0, longest, size)]
+            first = stop
+        return blocks
 
     def forward(self, waveforms: Tensor, lengths: Tensor | None = None,
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -255,16 +313,20 @@ class Fbank(nn.Module):
             return (waveforms.new_zeros((batch, 0, self.num_features), dtype=dtype),
                     frame_lengths)
         with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            x = waveforms.to(dtype) * self.waveform_scale
-            power, energy = self._spectrum(self._frames(x, lengths, num_frames), generator)
-            feats = power @ self.mel_banks_t.to(dtype)
-            if self.use_log_fbank:
-                feats = feats.clamp(min=_EPS).log()
-            if energy is not None:
-                parts = (feats, energy.unsqueeze(-1))
-                feats = torch.cat(parts if self.htk_compat else parts[::-1], dim=-1)
+            x = waveforms.to(dtype)
+            frames = self._frames(x, lengths, num_frames)
+            consts = (self.window.to(dtype), self.mel_matrix.to(dtype), generator)
+            feats = x.new_empty((batch, num_frames, self.num_features))  # masked at the end
+            if x.device.type != "cpu":  # one pass over the whole batch
+                blocks = [(slice(None), slice(None))]
+                work = self._workspace(batch * num_frames, x)
+            else:  # cache-sized blocks: ~3x faster than whole-batch passes on CPU
+                blocks = self._blocks(frame_lengths.tolist())
+                work = self._workspace(max(frames[b].shape[:2].numel() for b in blocks), x)
+            for block in blocks:
+                self._features(frames[block], feats[block], work, consts)
             valid = torch.arange(num_frames, device=x.device) < frame_lengths.unsqueeze(1)
-            feats = feats.masked_fill(~valid.unsqueeze(-1), 0.0)
+            feats.masked_fill_(~valid.unsqueeze(-1), 0.0)
         return feats, frame_lengths
 
 

@@ -85,9 +85,11 @@ def test_other_options_match_torchaudio(opts):
         torch.testing.assert_close(feats[i, :int(frames[i])], ref, rtol=1e-4, atol=1e-8)
 
 
+@pytest.mark.parametrize("block", [7, 400, 10**9])  # split utterances, groups, whole batch
 @pytest.mark.parametrize("snip", [True, False])
-def test_padded_batch_equals_single_items(snip):
+def test_padded_batch_equals_single_items(snip, block):
     fbank = Fbank(num_mel_bins=80, window_type="hamming", snip_edges=snip)
+    fbank.cpu_block_frames = block
     lengths = [12345, 400, 16000, 399, 7000]
     waves = _batch(lengths, 16000, torch.float32)
     feats, frames = fbank(waves, torch.tensor(lengths))
@@ -96,6 +98,11 @@ def test_padded_batch_equals_single_items(snip):
         single, single_frames = fbank(waves[i:i + 1, :n])
         assert int(single_frames[0]) == int(frames[i])
         torch.testing.assert_close(feats[i, :int(frames[i])], single[0], rtol=0, atol=1e-5)
+        if n >= 400:
+            ref = kaldi.fbank(waves[i:i + 1, :n], num_mel_bins=80, window_type="hamming",
+                              snip_edges=snip)
+            torch.testing.assert_close(feats[i, :int(frames[i])], ref, rtol=0, atol=1e-3)
+        assert not feats[i, int(frames[i]):].any()
 
 
 def test_under_one_window_snip_edges_gives_zero_frames():
