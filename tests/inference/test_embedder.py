@@ -90,3 +90,17 @@ def test_bad_models(tmp_path: Path) -> None:
         Embedder.from_pretrained(raw)
     with pytest.raises(ModelError, match="precision"):
         Embedder(torch.nn.Linear(2, 2), torch.nn.Identity(), precision="fp8", device="cpu")
+
+
+def test_readme_api_and_no_lightning(tiny_bundle_factory, make_wav) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from r2n_audio.inference import Embedder;"
+            "a, b = Embedder.from_pretrained(sys.argv[1]).embed_files(sys.argv[2:]);"
+            "score = float(a @ b / ((a @ a) * (b @ b)) ** 0.5);"
+            "assert -1 <= score <= 1;"
+            "assert not {'lightning', 'pytorch_lightning'} & set(sys.modules)")
+    paths = [make_wav("x.wav"), make_wav("y.wav", seconds=1.4)]
+    subprocess.run([sys.executable, "-c", code, str(tiny_bundle_factory()), *map(str, paths)],
+                   check=True)
