@@ -192,6 +192,7 @@ class SpeedPerturb(_Random):
             raise R2NError(f"speeds must start with 1.0 and be positive, got {list(speeds)}")
         self.speeds = tuple(float(s) for s in speeds)
         self.sample_rate = int(sample_rate)
+        self._resamplers: dict[int, nn.Module] = {}  # plain dict: not part of state_dict
 
     def choose(self) -> int:
         """Draw a speed index (0 = unchanged)."""
@@ -204,10 +205,12 @@ class SpeedPerturb(_Random):
         (sox ``speed``: read as if recorded at ``rate * speed``, resampled to ``rate``)."""
         if index == 0:
             return wave
-        import torchaudio.functional as taf  # lazy: only training with speed perturbation
+        if index not in self._resamplers:  # the sinc kernel is built once per speed
+            from torchaudio.transforms import Resample  # lazy: only with speed perturbation
 
-        source = int(round(self.sample_rate * self.speeds[index]))
-        return taf.resample(wave, source, self.sample_rate)
+            source = int(round(self.sample_rate * self.speeds[index]))
+            self._resamplers[index] = Resample(source, self.sample_rate)
+        return self._resamplers[index](wave)
 
     def forward(self, wave: Tensor) -> tuple[Tensor, int]:
         """Return ``(perturbed wave, speed index)``."""
