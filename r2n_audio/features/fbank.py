@@ -1,10 +1,12 @@
 """Batched, padding-safe Kaldi filterbank features and per-utterance mean normalisation.
 
-:class:`Fbank` computes exactly what ``torchaudio.compliance.kaldi.fbank`` (and Kaldi's
-``compute-fbank-feats``) computes for each utterance, but for a whole padded batch at once: frames
-are cut with one ``unfold``, transformed with one ``rfft`` and mapped to mel bins with one matrix
-product, on CPU or GPU. Every per-frame step (dither, DC removal, energy floor, pre-emphasis,
-window) only ever sees samples of its own utterance, so padding never changes a valid frame.
+:class:`Fbank` computes what ``torchaudio.compliance.kaldi.fbank`` (and Kaldi's
+``compute-fbank-feats``) computes for each utterance, for a whole padded batch at once: frames
+cut with one ``unfold``, one ``rfft``, one mel product, on CPU (in cache-sized blocks with reused
+buffers) or GPU (one pass). Every per-frame step (dither, DC removal, energy floor,
+pre-emphasis, window) sees only its own utterance's samples, so padding never changes a valid
+frame. Under ONNX export or TorchScript tracing a traceable path (framing by index, a float64
+DFT product) runs instead, so the front-end can sit inside an exported graph.
 
 Waveform scale
 --------------
@@ -18,6 +20,7 @@ removes; ``dither`` and ``energy_floor`` are in units of the *scaled* samples, a
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -81,6 +84,14 @@ def _bands(mel: Tensor, filters_per_band: int = 16) -> list[tuple[slice, slice]]
     return bands
 
 
+def _dft(size: int, fft_size: int, device: torch.device) -> Tensor:
+    """Real DFT of ``size`` samples zero-padded to ``fft_size``: (size, 2 * bins) [cos | -sin]."""
+    n = torch.arange(size, dtype=torch.float64, device=device).unsqueeze(1)
+    k = torch.arange(fft_size // 2 + 1, dtype=torch.float64, device=device)
+    angle = (2 * math.pi / fft_size) * torch.remainder(n * k, fft_size)  # small, exact angles
+    return torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1)
+
+
 def _window(window_type: str, size: int, blackman_coeff: float) -> Tensor:
     """Kaldi's analysis windows (symmetric), float64."""
     n = torch.arange(size, dtype=torch.float64)
@@ -141,6 +152,7 @@ class Fbank(nn.Module):
                  round_to_power_of_two: bool = True, raw_energy: bool = True,
                  htk_compat: bool = False, blackman_coeff: float = 0.42,
                  waveform_scale: float = 1.0) -> None:
+        given = dict(locals())
         super().__init__()
         # torchaudio's exact expressions, so odd rates round the same way.
         self.window_size = int(sample_frequency * frame_length * 0.001)
@@ -148,18 +160,9 @@ class Fbank(nn.Module):
         self.padded_window_size = (1 << (self.window_size - 1).bit_length()
                                    if round_to_power_of_two else self.window_size)
         self._check(window_type, preemphasis_coefficient, sample_frequency)
-        self.options = dict(
-            num_mel_bins=int(num_mel_bins), frame_length=float(frame_length),
-            frame_shift=float(frame_shift), dither=float(dither), window_type=window_type,
-            preemphasis_coefficient=float(preemphasis_coefficient),
-            remove_dc_offset=bool(remove_dc_offset), snip_edges=bool(snip_edges),
-            energy_floor=float(energy_floor), low_freq=float(low_freq),
-            high_freq=float(high_freq), use_energy=bool(use_energy),
-            use_log_fbank=bool(use_log_fbank), use_power=bool(use_power),
-            sample_frequency=float(sample_frequency),
-            round_to_power_of_two=bool(round_to_power_of_two), raw_energy=bool(raw_energy),
-            htk_compat=bool(htk_compat), blackman_coeff=float(blackman_coeff),
-            waveform_scale=float(waveform_scale))
+        # JSON types for config(): each option cast to the type of its default.
+        self.options = {name: type(param.default)(given[name]) for name, param
+                        in inspect.signature(Fbank.__init__).parameters.items() if name != "self"}
         for name, value in self.options.items():
             setattr(self, name, value)
         self.num_features = self.num_mel_bins + int(self.use_energy)
@@ -215,9 +218,9 @@ class Fbank(nn.Module):
         return x.gather(1, idx).unfold(1, self.window_size, self.window_shift)
 
     def _log_energy(self, frames: Tensor) -> Tensor:
-        energy = torch.linalg.vecdot(frames, frames).clamp_(min=_EPS).log_()
+        energy = (frames * frames).sum(-1).clamp(min=_EPS).log()
         if self.energy_floor > 0.0:
-            energy = energy.clamp_(min=math.log(self.energy_floor))
+            energy = energy.clamp(min=math.log(self.energy_floor))
         return energy
 
     def _workspace(self, frames: int, like: Tensor) -> dict[str, Tensor]:
@@ -324,32 +327,69 @@ class Fbank(nn.Module):
             lengths = torch.full((batch,), total, dtype=torch.long, device=waveforms.device)
         lengths = lengths.to(device=waveforms.device, dtype=torch.long).clamp(max=total)
         frame_lengths = self.num_frames(lengths)
-        num_frames = int(frame_lengths.max()) if batch else 0
         # Half precision loses the log-mel dynamic range and autocast would run the mel product
         # in bf16: features are always computed in float32 or float64.
-        dtype = waveforms.dtype if waveforms.dtype == torch.float64 else torch.float32
+        x = waveforms.to(waveforms.dtype if waveforms.dtype == torch.float64 else torch.float32)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+                return self._graph(x, lengths, frame_lengths), frame_lengths
+            return self._batched(x, lengths, frame_lengths, generator), frame_lengths
+
+    def _batched(self, x: Tensor, lengths: Tensor, frame_lengths: Tensor,
+                 generator: torch.Generator | None) -> Tensor:
+        """The eager path: whole batch on GPU, cache-sized blocks on CPU (~3x faster there)."""
+        batch, num_frames = x.shape[0], int(frame_lengths.max()) if x.shape[0] else 0
+        feats = x.new_empty((batch, num_frames, self.num_features))  # masked at the end
         if num_frames == 0:
-            return (waveforms.new_zeros((batch, 0, self.num_features), dtype=dtype),
-                    frame_lengths)
-        with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            x = waveforms.to(dtype)
-            frames = self._frames(x, lengths, num_frames)
-            mel = self.mel_matrix.to(dtype)
-            consts = (self.window.to(dtype),
-                      [(rows, cols, mel[rows, cols].contiguous()) for rows, cols in self._bands],
-                      generator)
-            feats = x.new_empty((batch, num_frames, self.num_features))  # masked at the end
-            if x.device.type != "cpu":  # one pass over the whole batch
-                blocks = [(slice(None), slice(None))]
-                work = self._workspace(batch * num_frames, x)
-            else:  # cache-sized blocks: ~3x faster than whole-batch passes on CPU
-                blocks = self._blocks(frame_lengths.tolist())
-                work = self._workspace(max(frames[b].shape[:2].numel() for b in blocks), x)
-            for block in blocks:
-                self._features(frames[block], feats[block], work, consts)
-            invalid = torch.arange(num_frames, device=x.device) >= frame_lengths.unsqueeze(1)
-            feats.masked_fill_(invalid.unsqueeze(-1), 0.0)
-        return feats, frame_lengths
+            return feats
+        frames = self._frames(x, lengths, num_frames)
+        mel = self.mel_matrix.to(x.dtype)
+        consts = (self.window.to(x.dtype),
+                  [(rows, cols, mel[rows, cols].contiguous()) for rows, cols in self._bands],
+                  generator)
+        if x.device.type != "cpu":
+            blocks = [(slice(None), slice(None))]
+        else:
+            blocks = self._blocks(frame_lengths.tolist())
+        work = self._workspace(max(frames[b].shape[:2].numel() for b in blocks), x)
+        for block in blocks:
+            self._features(frames[block], feats[block], work, consts)
+        invalid = torch.arange(num_frames, device=x.device) >= frame_lengths.unsqueeze(1)
+        return feats.masked_fill_(invalid.unsqueeze(-1), 0.0)
+
+    def _graph(self, x: Tensor, lengths: Tensor, frame_lengths: Tensor) -> Tensor:
+        """The export path (ONNX, TorchScript tracing): shapes follow the data, frames are cut
+        by index and the DFT is a float64 product (ONNX runtimes do not all have rfft)."""
+        size, shift, coef = self.window_size, self.window_shift, self.preemphasis_coefficient
+        index = (torch.arange(frame_lengths.max(), device=x.device).unsqueeze(1) * shift
+                 + torch.arange(size, device=x.device))  # (T, window)
+        if self.snip_edges:
+            frames = x[:, index]
+        else:
+            n = lengths.clamp(min=1).view(-1, 1, 1)
+            index = torch.remainder(index + (shift // 2 - size // 2), 2 * n)
+            index = torch.where(index >= n, 2 * n - 1 - index, index)
+            frames = torch.gather(x, 1, index.flatten(1)).view(index.shape)
+        frames = frames * self.waveform_scale
+        if self.remove_dc_offset:
+            frames = frames - frames.mean(-1, keepdim=True)
+        energy = self._log_energy(frames) if self.use_energy and self.raw_energy else None
+        if coef != 0.0:
+            frames = frames - coef * torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+        frames = frames * self.window.to(x.dtype)
+        if self.use_energy and not self.raw_energy:
+            energy = self._log_energy(frames)
+        re, im = (frames.double() @ _dft(size, self.padded_window_size, x.device)).chunk(2, -1)
+        power = (re * re + im * im).to(x.dtype)
+        power = power if self.use_power else power.sqrt()
+        feats = power @ self.mel_matrix[::2 if self.use_power else 1].to(x.dtype)
+        if self.use_log_fbank:
+            feats = feats.clamp(min=_EPS).log()
+        if energy is not None:
+            parts = (feats, energy.unsqueeze(-1))
+            feats = torch.cat(parts if self.htk_compat else parts[::-1], dim=-1)
+        valid = torch.arange(feats.shape[1], device=x.device) < frame_lengths.unsqueeze(1)
+        return feats * valid.unsqueeze(-1).to(feats.dtype)
 
 
 class CMN(nn.Module):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -189,3 +190,21 @@ def test_gpu_matches_cpu():
     gpu, gpu_frames = fbank.cuda()(waves.cuda(), lengths.cuda())
     assert torch.equal(frames, gpu_frames.cpu())
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("snip", [True, False])
+def test_traced_graph_matches_torchaudio_on_new_shapes(snip):
+    """The export path (tracing: index framing, float64 DFT) generalises past the example."""
+    opts = dict(num_mel_bins=40, snip_edges=snip, use_energy=True)
+    example = (0.1 * torch.randn(2, 8000), torch.tensor([8000, 6000]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes about shapes
+        traced = torch.jit.trace(Fbank(**opts).eval(), example, check_trace=False)
+    lengths = [20000, 9001, 400]
+    waves = _batch(lengths, 16000, torch.float32)
+    feats, frames = traced(waves, torch.tensor(lengths))
+    for i, n in enumerate(lengths):
+        ref = kaldi.fbank(waves[i:i + 1, :n], **opts)
+        assert int(frames[i]) == ref.shape[0]
+        torch.testing.assert_close(feats[i, :ref.shape[0]], ref, rtol=0, atol=1e-3)
+        assert not feats[i, ref.shape[0]:].any()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+import warnings
 
 import pytest
 import torch
@@ -72,3 +73,27 @@ def test_build_frontend_errors_and_lazy_speechbrain(monkeypatch):
     monkeypatch.setitem(sys.modules, "r2n_audio.features.speechbrain_fbank", fake)
     built = build_frontend({"type": "speechbrain", "n_mels": 80})
     assert isinstance(built, FakeSpeechBrain) and built.kwargs == {"n_mels": 80}
+
+
+def test_onnx_export_runs_new_shapes(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    frontend = Frontend().eval()
+    example = (0.1 * torch.randn(2, 16000), torch.tensor([16000, 12000]))
+    path = tmp_path / "frontend.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notes
+        torch.onnx.export(frontend, example, str(path), input_names=["wave", "lengths"],
+                          output_names=["feats", "frames"], opset_version=17, dynamo=False,
+                          dynamic_axes={"wave": {0: "b", 1: "n"}, "lengths": {0: "b"},
+                                        "feats": {0: "b", 1: "t"}, "frames": {0: "b"}})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(1)
+    waves, lengths = 0.1 * torch.randn(3, 24000, generator=g), torch.tensor([24000, 9000, 401])
+    feats, frames = session.run(None, {"wave": waves.numpy(), "lengths": lengths.numpy()})
+    assert frames.tolist() == [148, 54, 1]
+    for i, n in enumerate(lengths.tolist()):
+        ref = _wespeaker_fbank(waves[i, :n])
+        torch.testing.assert_close(torch.from_numpy(feats[i, :frames[i]]), ref, rtol=0,
+                                   atol=2e-3)
+        assert not feats[i, frames[i]:].any()
