@@ -27,10 +27,9 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from r2n_audio.models.layers import check_lengths, strided_lengths
 from r2n_audio.models.pooling import StatisticsPooling
 from r2n_audio.models.registry import build, register_model
-from r2n_audio.models.res2net2d import Res2Bottleneck, mask4d, masked, masked_sequential
+from r2n_audio.models.res2net2d import Res2Bottleneck, mask4d, masked, masked_sequential, speaker_image
 
 __all__ = ["DlaBottle2neck", "DlaRoot", "DlaTree", "Res2NetDla"]
 
@@ -175,25 +174,16 @@ class Res2NetDla(nn.Module):
             x, lengths = getattr(self, f"level{i}")(x, lengths)
         return x, lengths
 
-    def _speaker_input(self, feats: torch.Tensor, lengths: torch.Tensor | None):
-        if self.num_classes:
-            raise ValueError("this model is an image classifier (num_classes > 0); call forward(images)")
-        if feats.dim() != 3 or feats.size(2) != self.feat_dim:
-            raise ValueError(f"feats must be (B, T, {self.feat_dim}), got {tuple(feats.shape)}")
-        lengths = None if lengths is None else check_lengths(lengths, feats.size(0), feats.size(1)).to(feats.device)
-        x = feats.transpose(1, 2).unsqueeze(1)
-        return masked(x, mask4d(lengths, x.size(3), x.dtype)), lengths
-
     def forward_frames(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Last level's map ``(B, channels[-1], F', T')`` (padded frames zeroed)."""
-        return self._trunk(*self._speaker_input(feats, lengths))[0]
+        return self._trunk(*speaker_image(self, feats, lengths))[0]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Speaker mode: ``feats (B, T, F)`` -> ``(B, embed_dim)``; classifier: images -> logits."""
         if self.num_classes:
             x, _ = self._trunk(x, None)
             return self.fc(x.mean((2, 3), keepdim=True)).flatten(1)
-        x, lengths = self._trunk(*self._speaker_input(x, lengths))
+        x, lengths = self._trunk(*speaker_image(self, x, lengths))
         return self.embedding(self.pool(x, lengths))
 
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from r2n_audio.models.layers import SqueezeExcite2d, check_lengths, strided_lengths, time_mask
 from r2n_audio.models.pooling import StatisticsPooling
 
-__all__ = ["Res2Bottleneck", "Bottle2neck", "BasicBlock", "BasicRes2Block", "ResNet2d", "masked", "mask4d", "masked_sequential"]
+__all__ = ["Res2Bottleneck", "Bottle2neck", "BasicBlock", "BasicRes2Block", "ResNet2d", "masked", "mask4d", "masked_sequential", "speaker_image"]
 
 
 def mask4d(lengths: torch.Tensor | None, frames: int, dtype: torch.dtype) -> torch.Tensor | None:
@@ -56,6 +56,18 @@ def masked_sequential(modules, x: torch.Tensor, lengths: torch.Tensor | None):
         if isinstance(m, nn.ReLU):
             x = masked(x, mask4d(lengths, x.size(3), x.dtype))
     return x, lengths
+
+
+def speaker_image(model: nn.Module, feats: torch.Tensor, lengths: torch.Tensor | None):
+    """``feats (B, T, F)`` -> the fbank "image" ``(B, 1, F, T)`` with padded frames zeroed, and
+    validated ``lengths``."""
+    if model.num_classes:
+        raise ValueError("this model is an image classifier (num_classes > 0); call forward(images)")
+    if feats.dim() != 3 or feats.size(2) != model.feat_dim:
+        raise ValueError(f"feats must be (B, T, {model.feat_dim}), got {tuple(feats.shape)}")
+    lengths = None if lengths is None else check_lengths(lengths, feats.size(0), feats.size(1)).to(feats.device)
+    x = feats.transpose(1, 2).unsqueeze(1)
+    return masked(x, mask4d(lengths, x.size(3), x.dtype)), lengths
 
 
 def _out_frames(frames: int, stride: int) -> int:
@@ -312,23 +324,14 @@ class ResNet2d(nn.Module):
                 x, lengths = block(x, lengths)
         return x, lengths
 
-    def _speaker_input(self, feats: torch.Tensor, lengths: torch.Tensor | None):
-        if self.num_classes:
-            raise ValueError("this model is an image classifier (num_classes > 0); call forward(images)")
-        if feats.dim() != 3 or feats.size(2) != self.feat_dim:
-            raise ValueError(f"feats must be (B, T, {self.feat_dim}), got {tuple(feats.shape)}")
-        lengths = None if lengths is None else check_lengths(lengths, feats.size(0), feats.size(1)).to(feats.device)
-        x = feats.transpose(1, 2).unsqueeze(1)
-        return masked(x, mask4d(lengths, x.size(3), x.dtype)), lengths
-
     def forward_frames(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Last stage's map ``(B, C, F', T')`` (padded frames zeroed)."""
-        return self._trunk(*self._speaker_input(feats, lengths))[0]
+        return self._trunk(*speaker_image(self, feats, lengths))[0]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Speaker mode: ``feats (B, T, F)`` -> ``(B, embed_dim)``; classifier: images -> logits."""
         if self.num_classes:
             x, _ = self._trunk(x, None)
             return self.fc(x.mean((2, 3)))
-        x, lengths = self._trunk(*self._speaker_input(x, lengths))
+        x, lengths = self._trunk(*speaker_image(self, x, lengths))
         return self.embedding(self.pool(x, lengths))
