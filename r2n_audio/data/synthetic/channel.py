@@ -11,8 +11,7 @@ kind and colour at a random SNR, and a random recording level.
 from __future__ import annotations
 
 import numpy as np
-from scipy.fft import irfft, next_fast_len
-from scipy.signal import fftconvolve
+from scipy.signal import fftconvolve, lfilter
 
 from r2n_audio.data.synthetic.synth import FREQS, SAMPLE_RATE
 
@@ -30,7 +29,7 @@ DRR_DB = (0.0, 15.0)
 def channel_gain(rng: np.random.Generator) -> np.ndarray:
     """Random static magnitude response, shape (K,) on the synthesis FFT grid."""
     octaves = np.log2(_F / 1000.0)
-    db = rng.uniform(-4.0, 2.0) * octaves  # tilt, dB per octave around 1 kHz
+    db = rng.uniform(-3.0, 2.0) * octaves  # tilt, dB per octave around 1 kHz
     for _ in range(rng.integers(1, 5)):  # resonances and dips of mics, rooms, codecs
         centre = rng.uniform(np.log2(150 / 1000), np.log2(7000 / 1000))
         db += rng.uniform(-8.0, 8.0) * np.exp(-0.5 * ((octaves - centre) / rng.uniform(0.2, 1.0)) ** 2)
@@ -63,28 +62,37 @@ def room_impulse_response(rng: np.random.Generator) -> np.ndarray:
     return rir + tail
 
 
+def _resonance(freq: float, bw: float) -> list[float]:
+    """Denominator of a two-pole resonator (Klatt 1980) at ``freq`` Hz, ``bw`` Hz wide."""
+    r = np.exp(-np.pi * bw / SAMPLE_RATE)
+    return [1.0, -2.0 * r * np.cos(2.0 * np.pi * freq / SAMPLE_RATE), r * r]
+
+
 def background_noise(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Unit-RMS noise (N,): coloured stationary, speech-shaped babble-like, or mains hum."""
+    """Unit-RMS noise (N,): coloured stationary, speech-shaped babble-like, or mains hum.
+
+    Shaped with low-order recursive filters rather than an FFT of the whole signal (a few
+    operations per sample, whatever N factors into).
+    """
     kind = rng.choice(["coloured", "babble", "hum"], p=[0.6, 0.3, 0.1])
-    size = next_fast_len(n, real=True)  # a prime length would make the FFT crawl
-    spec = rng.standard_normal(size // 2 + 1) + 1j * rng.standard_normal(size // 2 + 1)
-    f = np.maximum(np.fft.rfftfreq(size, 1.0 / SAMPLE_RATE), 20.0)
-    if kind == "coloured":  # white (0) to brown (-6 dB/oct)
-        spec *= (f / 1000.0) ** (rng.uniform(-1.0, 0.0))
-    else:  # long-term speech spectrum: peak near 500 Hz, -6 dB/oct above
-        spec *= 1.0 / (1.0 + (f / 500.0) ** 2) ** 0.5 / (1.0 + (100.0 / f) ** 2)
-    noise = irfft(spec, n=size)[:n]
-    if kind == "babble":  # syllable-rate amplitude modulation of several voices
-        t = np.arange(n) / SAMPLE_RATE
+    white = rng.standard_normal(n)
+    if kind == "coloured":  # a leaky integrator: near white (0.3) to nearly brown (0.98)
+        noise = lfilter([1.0], [1.0, -rng.uniform(0.3, 0.98)], white)
+    else:  # long-term speech spectrum: a broad hump near 500 Hz, high-passed
+        noise = lfilter([1.0, -0.95], _resonance(rng.uniform(350.0, 700.0), 900.0), white)
+    if kind == "babble":  # syllable-rate amplitude modulation of a few voices
+        t = np.arange(0, n + 160, 160) / SAMPLE_RATE
         mod = sum(1.0 + np.sin(2 * np.pi * rng.uniform(2, 6) * t + rng.uniform(0, 6.3))
                   for _ in range(3))
-        noise *= mod
-    elif kind == "hum":
-        t = np.arange(n) / SAMPLE_RATE
+        noise *= np.interp(np.arange(n), np.arange(len(t)) * 160, mod)
+    elif kind == "hum":  # mains and harmonics: 0.1 s holds whole periods of 50 and 60 Hz
+        t = np.arange(SAMPLE_RATE // 10) / SAMPLE_RATE
         mains = rng.choice([50.0, 60.0])
-        noise = 0.3 * noise / noise.std() + sum(
-            rng.uniform(0.2, 1.0) / h * np.sin(2 * np.pi * mains * h * t + rng.uniform(0, 6.3))
-            for h in range(1, 8))
+        period = sum(rng.uniform(0.2, 1.0) / h * np.sin(2 * np.pi * mains * h * t
+                                                         + rng.uniform(0, 6.3))
+                     for h in range(1, 8))
+        hum = np.tile(period, n // len(period) + 1)[:n]
+        noise = 0.3 * noise / noise.std() + hum / hum.std()
     return noise / (noise.std() + 1e-12)
 
 

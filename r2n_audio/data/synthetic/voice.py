@@ -44,7 +44,7 @@ class SpeakerVoice:
         Glottal pulse shape (Rosenberg): open phase / period and opening / closing time.
     tilt : float
         Coefficient of a one-pole low-pass on the glottal derivative (0 = pressed, sharp
-        closure; 0.7 = soft, steep spectral tilt).
+        closure; 0.5 = soft, steeper spectral tilt).
     breathiness : float
         Aspiration-noise amplitude relative to the voiced source.
     jitter, shimmer : float
@@ -111,8 +111,8 @@ def sample_speaker(rng: np.random.Generator) -> SpeakerVoice:
         bandwidth_scale=float(np.exp(rng.normal(0.0, 0.25))),
         open_quotient=float(rng.uniform(0.45, 0.8) if female else rng.uniform(0.35, 0.7)),
         speed_quotient=float(rng.uniform(1.5, 4.0)),
-        tilt=float(rng.uniform(0.0, 0.75)),
-        breathiness=float(10 ** rng.uniform(-2.0, -0.6) * (1.5 if female else 1.0)),
+        tilt=float(rng.uniform(0.0, 0.5)),
+        breathiness=float(10 ** rng.uniform(-2.3, -1.0) * (1.5 if female else 1.0)),
         jitter=float(rng.uniform(0.003, 0.02)),
         shimmer=float(rng.uniform(0.02, 0.10)),
         nasal_pole=float(rng.uniform(230.0, 320.0) * vtl),
