@@ -14,6 +14,10 @@ Targets: >= 1.5x SpeechBrain on short files in fp32, never slower on long ones; 
 fp32 with every embedding's cosine to fp32 >= 0.999; peak memory (RSS) embedding a 1-hour file
 < 2 GB (measured in a child process).
 
+Each folder is split into ``--rounds`` parts, and the three ways run on each part in rotating
+order, so that load from other processes falls on all of them alike; totals and the per-round
+range of the ratios are printed.
+
 Usage: ``python benchmarks/bench_embed.py [--quick] [--threads N] [--short N] [--long N]``
 """
 
@@ -92,13 +96,15 @@ def make_models(root: Path) -> tuple[Path, Path]:
     return folder, bundle
 
 
-def run_speechbrain(folder: Path, wav_dir: Path, out: Path) -> float:
-    """Wall seconds of SpeechBrain's per-file loop (load_audio + encode_batch + np.save)."""
+def load_speechbrain(folder: Path, savedir: Path):
     from speechbrain.inference.speaker import EncoderClassifier
 
-    classifier = EncoderClassifier.from_hparams(source=str(folder),
-                                                savedir=str(out.parent / "sb_savedir"))
-    out.mkdir()
+    return EncoderClassifier.from_hparams(source=str(folder), savedir=str(savedir))
+
+
+def run_speechbrain(classifier, wav_dir: Path, out: Path) -> float:
+    """Wall seconds of SpeechBrain's per-file loop (load_audio + encode_batch + np.save)."""
+    out.mkdir(parents=True)
     paths = sorted(wav_dir.glob("*.wav"))
     start = time.perf_counter()
     with torch.no_grad():
@@ -107,8 +113,9 @@ def run_speechbrain(folder: Path, wav_dir: Path, out: Path) -> float:
             wave = classifier.load_audio(str(path), savedir=str(out / "fetched"))
             emb = classifier.encode_batch(wave[None])[0, 0]
             np.save(out / f"{path.stem}.npy", emb.numpy())
+    elapsed = time.perf_counter() - start
     shutil.rmtree(out / "fetched")
-    return time.perf_counter() - start
+    return elapsed
 
 
 def run_ours(bundle: Path, wav_dir: Path, out: Path, precision: str, batch_seconds: float) -> float:
@@ -124,10 +131,42 @@ def run_ours(bundle: Path, wav_dir: Path, out: Path, precision: str, batch_secon
 
 
 def cosines(a: Path, b: Path) -> np.ndarray:
+    """Cosine of each key's embeddings in two npy folders (searched recursively)."""
     from r2n_audio.data.embeddings import load_embeddings
 
     ea, eb = load_embeddings(a), load_embeddings(b)
     return np.array([ea[k] @ eb[k] / np.linalg.norm(ea[k]) / np.linalg.norm(eb[k]) for k in ea])
+
+
+def compare(name: str, n: int, seconds: tuple[float, float], root: Path, classifier,
+            bundle: Path, args: argparse.Namespace) -> None:
+    """Time the three ways over ``rounds`` parts of one folder, rotating their order so that
+    load from other processes on the machine falls on all of them alike."""
+    parts = [make_folder(root / name / f"part{r}", n // args.rounds, *seconds, seed=10 * r + n)
+             for r in range(args.rounds)]
+    ways = {"speechbrain loop": lambda d, o: run_speechbrain(classifier, d, o),
+            "r2n-audio fp32": lambda d, o: run_ours(bundle, d, o, "fp32", args.batch_seconds),
+            "r2n-audio bf16": lambda d, o: run_ours(bundle, d, o, "bf16", args.batch_seconds)}
+    names = list(ways)
+    times: dict[str, list[float]] = {w: [] for w in names}
+    for r, part in enumerate(parts):
+        for way in names[r % 3:] + names[: r % 3]:
+            times[way].append(ways[way](part, root / f"{name}_{way[-4:]}" / part.name))
+    files = len(parts) * (n // args.rounds)
+    audio = sum(sf.info(str(p)).duration for p in (root / name).rglob("*.wav"))
+    print(f"\n{name}: {files} files, {audio:.0f} s of audio, {args.rounds} rounds")
+    for way in names:
+        total = sum(times[way])
+        print(f"  {way:17s} {total:7.2f} s  {files / total:6.2f} files/s  "
+              f"{audio / total:7.1f} audio s/s")
+    ratio = [s / f for s, f in zip(times[names[0]], times[names[1]])]
+    ratio16 = [f / b for f, b in zip(times[names[1]], times[names[2]])]
+    parity = np.abs(cosines(root / f"{name}_fp32", root / f"{name}_loop") - 1).max()
+    cos16 = cosines(root / f"{name}_fp32", root / f"{name}_bf16").min()
+    print(f"  fp32 vs speechbrain: {sum(times[names[0]]) / sum(times[names[1]]):.2f}x (rounds "
+          f"{min(ratio):.2f}-{max(ratio):.2f}; 1 - cosine to speechbrain <= {parity:.1e})")
+    print(f"  bf16 vs fp32: {sum(times[names[1]]) / sum(times[names[2]]):.2f}x (rounds "
+          f"{min(ratio16):.2f}-{max(ratio16):.2f}; min cosine to fp32 {cos16:.5f})")
 
 
 def peak_memory(bundle: Path, minutes: float, root: Path, threads: int) -> tuple[float, float]:
@@ -157,7 +196,10 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=None, help="files in the long folder")
     parser.add_argument("--batch-seconds", type=float, default=60.0)
     parser.add_argument("--memory-minutes", type=float, default=None)
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="parts per folder, timed in rotating order (default 3, quick 2)")
     args = parser.parse_args()
+    args.rounds = args.rounds or (2 if args.quick else 3)
     n_short = args.short or (24 if args.quick else 120)
     n_long = args.long or (8 if args.quick else 40)
     minutes = args.memory_minutes or (10 if args.quick else 60)
@@ -167,20 +209,9 @@ def main() -> None:
     folder, bundle = make_models(root)
     print(f"ecapa_tdnn_c1024_mfa3072 (20.8M), CPU, {args.threads} threads, torch "
           f"{torch.__version__}; timings include decode, features, network, writing")
-    for name, n, low, high in (("short", n_short, 1.0, 3.0), ("long", n_long, 4.0, 8.0)):
-        wav_dir = make_folder(root / name, n, low, high, seed=len(name))
-        audio = sum(sf.info(str(p)).duration for p in wav_dir.glob("*.wav"))
-        t_sb = run_speechbrain(folder, wav_dir, root / f"{name}_sb")
-        t_32 = run_ours(bundle, wav_dir, root / f"{name}_fp32", "fp32", args.batch_seconds)
-        t_16 = run_ours(bundle, wav_dir, root / f"{name}_bf16", "bf16", args.batch_seconds)
-        parity = np.abs(cosines(root / f"{name}_fp32", root / f"{name}_sb") - 1).max()
-        cos16 = cosines(root / f"{name}_fp32", root / f"{name}_bf16").min()
-        print(f"\n{name}: {n} files, {audio:.0f} s of audio")
-        for label, t in (("speechbrain loop", t_sb), ("r2n-audio fp32", t_32),
-                         ("r2n-audio bf16", t_16)):
-            print(f"  {label:17s} {t:7.2f} s  {n / t:6.2f} files/s  {audio / t:7.1f} audio s/s")
-        print(f"  fp32 vs speechbrain: {t_sb / t_32:.2f}x (1 - cosine to speechbrain <= "
-              f"{parity:.1e}); bf16 vs fp32: {t_32 / t_16:.2f}x (min cosine {cos16:.5f})")
+    classifier = load_speechbrain(folder, root / "sb_savedir")
+    compare("short", n_short, (1.0, 3.0), root, classifier, bundle, args)
+    compare("long", n_long, (4.0, 8.0), root, classifier, bundle, args)
     peak, wall = peak_memory(bundle, minutes, root, args.threads)
     print(f"\none {minutes:.0f}-minute file: peak RSS {peak:.2f} GB, {wall:.0f} s (target < 2 GB)")
 

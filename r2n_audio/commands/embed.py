@@ -17,17 +17,15 @@ what one uninterrupted run gives. Files that fail (path and reason) are listed i
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from r2n_audio.errors import DataFormatError, R2NError
+from r2n_audio.errors import DataFormatError
 
 HELP = "embed audio files (a folder or a wav.scp) with a model bundle"
-log = logging.getLogger(__name__)
 _FAILED_HEADER = "# r2n-audio embed: files that failed (key<TAB>path<TAB>reason)\n"
 
 
@@ -155,27 +153,17 @@ def _write_failed(out: Path, failures: list[tuple[str, str, str]]) -> Path | Non
     return None
 
 
-def run(args: argparse.Namespace) -> int:
-    """Embed, write, report; 0 all done, 1 some files failed, 2 fatal (raised)."""
+def _embed_all(embedder, inputs: dict[str, str], todo: list[str], staging: Path,
+               args: argparse.Namespace) -> tuple[list[tuple[str, str, str]], float]:
+    """Embed ``todo`` keys, saving each as soon as its batch is done; (failures, audio s)."""
     from tqdm import tqdm
 
     from r2n_audio.data.embeddings import save_npy_embedding
-    from r2n_audio.inference.embedder import Embedder
 
-    start = time.perf_counter()
-    inputs = list_inputs(args.input)
-    kind, out, staging = _store(args)
-    embedder = Embedder.from_pretrained(args.model, device=args.device, precision=args.precision,
-                                        batch_seconds=args.batch_seconds)
-    _clean_stale_temps(staging)
-    done = _done_keys(kind, out, staging, args.overwrite)
-    todo = [k for k in inputs if k not in done]
-    skipped = len(inputs) - len(todo)
     failures: list[tuple[str, str, str]] = []
     seconds = 0.0
-    bar = tqdm(total=len(todo), unit="file", file=sys.stderr, disable=args.no_progress,
-               dynamic_ncols=True)
-    try:
+    with tqdm(total=len(todo), unit="file", file=sys.stderr, disable=args.no_progress,
+              dynamic_ncols=True) as bar:
         for res in embedder.iter_files([inputs[k] for k in todo], workers=args.workers):
             key = todo[res.index]
             if res.error is not None:
@@ -190,14 +178,28 @@ def run(args: argparse.Namespace) -> int:
                 except ValueError as err:  # a key that cannot be a file name
                     failures.append((key, inputs[key], str(err)))
             bar.update(1)
-    finally:
-        bar.close()
+    return failures, seconds
+
+
+def run(args: argparse.Namespace) -> int:
+    """Embed, write, report; 0 all done, 1 some files failed, 2 fatal (raised)."""
+    from r2n_audio.inference.embedder import Embedder
+
+    start = time.perf_counter()
+    inputs = list_inputs(args.input)
+    kind, out, staging = _store(args)
+    embedder = Embedder.from_pretrained(args.model, device=args.device, precision=args.precision,
+                                        batch_seconds=args.batch_seconds)
+    _clean_stale_temps(staging)
+    done = _done_keys(kind, out, staging, args.overwrite)
+    todo = [k for k in inputs if k not in done]
+    failures, seconds = _embed_all(embedder, inputs, todo, staging, args)
     if kind != "npy":
         _finish_archive(kind, out, staging, args.overwrite)
     failed_list = _write_failed(out, failures)
-    n_done = len(todo) - len(failures)
-    print(f"embed: {n_done} done, {len(failures)} failed, {skipped} skipped (already embedded), "
-          f"{seconds / 3600:.3f} h of audio, {time.perf_counter() - start:.1f} s wall -> {out}"
+    print(f"embed: {len(todo) - len(failures)} done, {len(failures)} failed, "
+          f"{len(inputs) - len(todo)} skipped (already embedded), {seconds / 3600:.3f} h of "
+          f"audio, {time.perf_counter() - start:.1f} s wall -> {out}"
           + (f"; failures listed in {failed_list}" if failed_list else ""))
     return 1 if failures else 0
 

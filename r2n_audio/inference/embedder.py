@@ -24,11 +24,9 @@ its batch.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,7 +41,6 @@ from r2n_audio.models import create_model
 
 __all__ = ["Embedder", "FileResult", "load_weights_strict", "resolve_device"]
 
-log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16")
 
 
