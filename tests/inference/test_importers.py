@@ -175,3 +175,47 @@ def test_3dspeaker_is_refused_clearly(tmp_path: Path, capsys) -> None:
 def test_not_a_model_folder(tmp_path: Path, capsys) -> None:
     assert main(["import", "speechbrain", str(tmp_path), "-o", str(tmp_path / "b.pt")]) == 2
     assert "hyperparams.yaml" in capsys.readouterr().err
+
+
+def _wespeaker_resnet34_keys() -> dict[str, tuple[int, ...]]:
+    """Names and shapes of WeSpeaker's ResNet34 (feat_dim 80, embed_dim 256, TSTP,
+    two_emb_layer false) as its ``wespeaker/models/resnet.py`` builds them, written out by hand:
+    a 3x3 stem 1 -> 32, BasicBlocks [3, 4, 6, 3] of 32/64/128/256 channels, a ``shortcut``
+    (1x1 conv + BN) in the first block of layers 2-4, ``seg_1`` from 2 * 256 * (80 / 8) stats."""
+    def bn(prefix: str, c: int) -> dict[str, tuple[int, ...]]:
+        return {f"{prefix}.{n}": (c,) for n in ("weight", "bias", "running_mean",
+                                                 "running_var")} | {f"{prefix}.num_batches_tracked": ()}
+
+    keys = {"conv1.weight": (32, 1, 3, 3), **bn("bn1", 32)}
+    cin = 32
+    for layer, (blocks, c) in enumerate(zip((3, 4, 6, 3), (32, 64, 128, 256)), start=1):
+        for b in range(blocks):
+            p = f"layer{layer}.{b}"
+            keys |= {f"{p}.conv1.weight": (c, cin, 3, 3), **bn(f"{p}.bn1", c),
+                     f"{p}.conv2.weight": (c, c, 3, 3), **bn(f"{p}.bn2", c)}
+            if cin != c:
+                keys |= {f"{p}.shortcut.0.weight": (c, cin, 1, 1), **bn(f"{p}.shortcut.1", c)}
+            cin = c
+    keys |= {"seg_1.weight": (256, 2 * 256 * 10), "seg_1.bias": (256,),
+             "projection.weight": (5994, 256)}
+    return keys
+
+
+def test_wespeaker_resnet34_names_and_shapes_map_strictly(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(0)
+    state = {k: (torch.tensor(0) if not shape else torch.randn(shape, generator=gen))
+             for k, shape in _wespeaker_resnet34_keys().items()}
+    folder = tmp_path / "voxceleb_resnet34"
+    folder.mkdir()
+    torch.save(state, folder / "avg_model.pt")
+    (folder / "config.yaml").write_text(
+        "model: ResNet34\nmodel_args:\n  feat_dim: 80\n  embed_dim: 256\n  pooling_func: TSTP\n"
+        "  two_emb_layer: false\n")
+    bundle = import_model("wespeaker", folder)
+    assert bundle["model_name"] == "resnet34"
+    params = sum(v.numel() for k, v in bundle["state_dict"].items() if "running" not in k
+                 and "num_batches" not in k)
+    assert params == 6_634_336  # WeSpeaker's published ResNet34 size (REFERENCE.md: 6.63M)
+    assert torch.equal(bundle["state_dict"]["embedding.weight"], state["seg_1.weight"])
+    assert torch.equal(bundle["state_dict"]["layer2.0.downsample.0.weight"],
+                       state["layer2.0.shortcut.0.weight"])
