@@ -123,9 +123,11 @@ def _resolve(value: Any, top: dict[str, Any], path: Path, depth: int) -> Any:
     return value
 
 
-def _find_new(hparams: dict[str, Any], key: str, class_suffix: str) -> dict[str, Any] | None:
-    """Arguments of the ``!new:...<class_suffix>`` node under ``key`` (or anywhere on top)."""
-    candidates = [hparams.get(key)] + list(hparams.values())
+def _find_new(hparams: dict[str, Any], key: str, class_suffix: str,
+              scan: bool = True) -> dict[str, Any] | None:
+    """Arguments of the ``!new:...<class_suffix>`` node under ``key``; with ``scan``, of the
+    first such node anywhere on the top level (for classes a yaml holds once)."""
+    candidates = [hparams.get(key)] + (list(hparams.values()) if scan else [])
     for node in candidates:
         if (isinstance(node, dict) and str(node.get("__tag__", "")).startswith("new:")
                 and node["__tag__"].endswith(class_suffix)):
@@ -195,12 +197,13 @@ def _sb_frontend(hparams: dict[str, Any], path: Path) -> dict[str, Any]:
     if fbank is None:
         raise ModelError(f"{path}: no speechbrain.lobes.features.Fbank front-end")
     allowed = {"n_mels", "sample_rate", "f_min", "f_max", "n_fft", "win_length", "hop_length"}
-    extra = {k: v for k, v in fbank.items() if k not in allowed}
-    if any(extra.get(k) for k in ("deltas", "context", "requires_grad")) or \
-            set(extra) - {"deltas", "context", "requires_grad", "filter_shape"} or \
-            extra.get("filter_shape", "triangular") != "triangular":
-        raise ModelError(f"{path}: unsupported Fbank options {sorted(extra)}")
-    norm = _find_new(hparams, "mean_var_norm", "InputNormalization") or {}
+    harmless = {"deltas": False, "context": False, "requires_grad": False,
+                "filter_shape": "triangular"}
+    unsupported = sorted(k for k, v in fbank.items()
+                         if k not in allowed and harmless.get(k, object()) != v)
+    if unsupported:
+        raise ModelError(f"{path}: unsupported Fbank options {unsupported}")
+    norm = _find_new(hparams, "mean_var_norm", "InputNormalization", scan=False) or {}
     if norm.get("norm_type", "global") != "sentence" or norm.get("std_norm", True):
         raise ModelError(f"{path}: only InputNormalization(norm_type=sentence, std_norm=False) "
                          f"feature normalisation is supported, got {norm}")
@@ -211,7 +214,7 @@ def _sb_frontend(hparams: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 def _sb_embedding_mean(hparams: dict[str, Any], src: Path, path: Path) -> torch.Tensor | None:
-    norm = _find_new(hparams, "mean_var_norm_emb", "InputNormalization")
+    norm = _find_new(hparams, "mean_var_norm_emb", "InputNormalization", scan=False)
     ckpt = src / "mean_var_norm_emb.ckpt"
     if norm is None or not ckpt.is_file():
         return None
