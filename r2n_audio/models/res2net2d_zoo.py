@@ -89,7 +89,8 @@ def resnet34(**overrides) -> ResNet2d:
 
 @register_model
 def res2net34_w32_s2(**overrides) -> ResNet2d:
-    """WeSpeaker's Res2Net34_Base (scale 2): 4,689,024 parameters (speaker)."""
+    """WeSpeaker's Res2Net34_Base (scale 2): 4,689,024 parameters (speaker). Its weights map one
+    to one; WeSpeaker's activation there is Hardtanh(0, 20), ours ReLU."""
     return _net(overrides, block="basic_res2", base_width=32, scale=2, **_SPEECH)
 
 

@@ -134,3 +134,53 @@ def test_resnet34_is_wespeaker_resnet34_one_to_one():
     x = torch.randn(2, 64, 80)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), reference(x), atol=1e-4, rtol=1e-4)
+
+
+# --- WeSpeaker's Res2Net34_Base (wespeaker/models/res2net.py: BasicBlockRes2Net, scale 2,
+# base width 32, expansion 2). Its ReLU is Hardtanh(0, 20); inputs here stay far below 20.
+class _WsBasicBlockRes2Net(nn.Module):
+    def __init__(self, inp: int, planes: int, stride: int, scale: int = 2) -> None:
+        super().__init__()
+        width = planes * 32 // 64
+        self.width, self.scale = width, scale
+        self.conv1 = nn.Conv2d(inp, width * scale, 1, stride, bias=False)
+        self.bn1 = nn.BatchNorm2d(width * scale)
+        self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, 1, 1, bias=False) for _ in range(scale - 1))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(scale - 1))
+        self.conv3 = nn.Conv2d(width * scale, planes * 2, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 2)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or inp != 2 * planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(inp, 2 * planes, 1, stride, bias=False), nn.BatchNorm2d(2 * planes))
+
+    def forward(self, x):
+        spx = torch.split(F.hardtanh(self.bn1(self.conv1(x)), 0, 20), self.width, 1)
+        outs, sp = [], spx[0]
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            sp = F.hardtanh(bn(conv(sp if i == 0 else sp + spx[i])), 0, 20)
+            outs.append(sp)
+        out = self.bn3(self.conv3(torch.cat(outs + [spx[-1]], 1)))
+        return F.hardtanh(out + self.shortcut(x), 0, 20)
+
+
+def test_res2net34_w32_s2_is_wespeaker_res2net34_base_one_to_one():
+    torch.manual_seed(0)
+    reference = _WsResNet34()
+    inp = 32
+    for i, (n, s) in enumerate(zip((3, 4, 6, 3), (1, 2, 2, 2))):
+        blocks = []
+        for j in range(n):
+            blocks.append(_WsBasicBlockRes2Net(inp, 32 * 2**i, s if j == 0 else 1))
+            inp = 2 * 32 * 2**i
+        setattr(reference, f"layer{i + 1}", nn.Sequential(*blocks))
+    reference.seg_1 = nn.Linear(10 * 32 * 8 * 2 * 2, 256)
+    reference.eval()
+    _randomise_batchnorm(reference)
+    ours = create_model("res2net34_w32_s2").eval()
+    assert _count(ours) == _count(reference) == 4_689_024
+    mapped = {k.replace("shortcut.", "downsample.").replace("seg_1.", "embedding."): v
+              for k, v in reference.state_dict().items()}
+    ours.load_state_dict(mapped, strict=True)
+    x = torch.randn(2, 64, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), atol=1e-4, rtol=1e-4)
