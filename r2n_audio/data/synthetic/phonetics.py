@@ -74,6 +74,8 @@ class FrameTracks:
         frication noise.
     nasal : np.ndarray, shape (T,)
         Nasal coupling 0..1; ``nasal_zero`` (T,) is the antiresonance frequency in Hz.
+    creak : np.ndarray, shape (T,)
+        1 where the voice drops into creak (vocal fry) at the end of a phrase.
     fric_index : np.ndarray, shape (T,), int
         Row of ``fric_shapes`` ((S, 2): centre Hz, width in octaves) for each frame.
     """
@@ -86,6 +88,7 @@ class FrameTracks:
     frication: np.ndarray
     nasal: np.ndarray
     nasal_zero: np.ndarray
+    creak: np.ndarray
     fric_index: np.ndarray
     fric_shapes: np.ndarray
 
@@ -94,19 +97,21 @@ class _Builder:
     """Accumulates segments (one row per run of frames with constant targets)."""
 
     def __init__(self) -> None:
-        # (frames, F1, F2, F3, voicing, aspiration, frication, nasal, zero, fric, stress, phrase)
+        # (frames, F1, F2, F3, voicing, aspiration, frication, nasal, zero, fric, stress, creak,
+        #  phrase)
         self.rows: list[tuple] = []
         self.shapes: list[tuple[float, float]] = [(1000.0, 1.0)]
         self.phrase = 0
 
     def add(self, frames, formants, av=0.0, ah=0.0, af=0.0, nasal=0.0, zero=0.0,
-            fric=None, stress=0.0) -> None:
+            fric=None, stress=0.0, creak=0.0) -> None:
         frames = max(1, int(round(frames)))
         index = 0
         if fric is not None:
             self.shapes.append(fric)
             index = len(self.shapes) - 1
-        self.rows.append((frames, *formants, av, ah, af, nasal, zero, index, stress, self.phrase))
+        self.rows.append((frames, *formants, av, ah, af, nasal, zero, index, stress, creak,
+                          self.phrase))
 
     def frames(self) -> int:
         return sum(r[0] for r in self.rows)
@@ -147,7 +152,8 @@ def _consonant(b: _Builder, c: str, vowel: np.ndarray, scale: float, ms: float, 
         b.add(rng.uniform(40, 80) * ms, np.asarray(_APPROX[c], float), av=0.6)
 
 
-def _syllable(b: _Builder, voice: SpeakerVoice, rng, stressed: bool, final: bool, ms: float):
+def _syllable(b: _Builder, voice: SpeakerVoice, rng, stressed: bool, final: bool, ms: float,
+              creak: bool = False):
     scale = voice.vtl_scale
     diph = rng.random() < 0.15
     names = _DIPHTHONGS[rng.integers(len(_DIPHTHONGS))] if diph else (
@@ -161,7 +167,8 @@ def _syllable(b: _Builder, voice: SpeakerVoice, rng, stressed: bool, final: bool
     length = rng.uniform(70, 150) * (1.4 if stressed else 1.0) * (1.5 if final else 1.0)
     amp = 1.0 if stressed else rng.uniform(0.55, 0.85)
     for target in targets:
-        b.add(length * ms / len(targets), target, av=amp, stress=float(stressed))
+        b.add(length * ms / len(targets), target, av=amp, stress=float(stressed),
+              creak=float(creak))
     if rng.random() < 0.45:
         _consonant(b, _CODAS[rng.integers(len(_CODAS))], targets[-1], scale, ms, rng)
 
@@ -178,7 +185,9 @@ def _segments(voice: SpeakerVoice, rng, n_frames: int, hop_s: float) -> _Builder
             n_syl = rng.integers(1, 4)
             stress = rng.integers(n_syl)
             for s in range(n_syl):
-                _syllable(b, voice, rng, s == stress, w == n_words - 1 and s == n_syl - 1, ms)
+                final = w == n_words - 1 and s == n_syl - 1
+                _syllable(b, voice, rng, s == stress, final, ms,
+                          creak=final and rng.random() < voice.creak)
             if w < n_words - 1 and rng.random() < 0.12:
                 b.add(rng.uniform(60, 200) * ms, silence)
         b.add(rng.uniform(150, 450) * ms, silence)
@@ -230,7 +239,7 @@ def utterance_tracks(voice: SpeakerVoice, rng: np.random.Generator, n_frames: in
     b = _segments(voice, rng, n_frames, hop_s)
     rows = np.asarray(b.rows, float)
     per = np.repeat(rows[:, 1:], rows[:, 0].astype(int), axis=0)[:n_frames]
-    av, ah, af, nasal, zero, fric, stress, phrase = per[:, 3:].T
+    av, ah, af, nasal, zero, fric, stress, creak, phrase = per[:, 3:].T
     scale = voice.vtl_scale * np.exp(rng.normal(0.0, 0.01))
     hi = np.broadcast_to(_REF_FORMANTS_HI, (n_frames, 2))
     formants = np.concatenate([per[:, :3], hi], axis=1) * scale * voice.formant_offsets
@@ -238,12 +247,14 @@ def utterance_tracks(voice: SpeakerVoice, rng: np.random.Generator, n_frames: in
     for k in range(1, 5):  # keep formants ordered with a minimum spacing
         formants[:, k] = np.maximum(formants[:, k], formants[:, k - 1] + 150.0 + 50.0 * k)
     nasal = _smooth(nasal, 5)
+    creak = _smooth(creak, 5)
     widen = 1.0 + nasal[:, None] * np.array([1.0, 0.6, 0.6, 0.4, 0.4])
     zero = np.where(zero > 0, zero, 1500.0 * voice.vtl_scale)
     return FrameTracks(
         formants=np.minimum(formants, 7600.0),
         bandwidths=_REF_BANDWIDTHS * voice.bandwidth_scale * widen,
-        f0=_pitch(voice, rng, stress, phrase, hop_s),
+        f0=_pitch(voice, rng, stress, phrase, hop_s) * 2.0 ** (-creak * rng.uniform(0.6, 1.0)),
+        creak=creak,
         voicing=_smooth(av, 3),
         aspiration=_smooth(ah, 3),
         frication=af,

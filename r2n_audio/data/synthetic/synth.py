@@ -104,13 +104,18 @@ def _frication_gain(tr: FrameTracks, scale: float) -> np.ndarray:
     return shapes[tr.fric_index]
 
 
-def _glottal_source(f0: np.ndarray, voice: SpeakerVoice, rng: np.random.Generator,
-                    open_quotient: float, tilt: float) -> tuple[np.ndarray, np.ndarray]:
-    """Glottal flow derivative (unit RMS) and flow (0..1), both (N,), for an F0 track (N,) Hz."""
+def _glottal_source(f0: np.ndarray, creak: np.ndarray, voice: SpeakerVoice,
+                    rng: np.random.Generator, open_quotient: float,
+                    tilt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Glottal flow derivative (unit RMS) and flow (0..1), both (N,), for an F0 track (N,) Hz.
+
+    ``creak`` (N,) 0..1 multiplies jitter by up to 5 and shimmer by up to 4 (vocal fry).
+    """
     n_cycles = int(f0.sum() / SAMPLE_RATE) + 3
     rough = np.floor(np.cumsum(f0) / SAMPLE_RATE).astype(int)
     # Jitter: each (approximate) cycle gets its own period perturbation.
-    phase = np.cumsum(f0 * np.exp(voice.jitter * rng.standard_normal(n_cycles))[rough])
+    jitter = voice.jitter * (1.0 + 4.0 * creak)
+    phase = np.cumsum(f0 * np.exp(jitter * rng.standard_normal(n_cycles)[rough]))
     phase /= SAMPLE_RATE
     cycle = phase.astype(int)
     p = phase - cycle
@@ -121,7 +126,8 @@ def _glottal_source(f0: np.ndarray, voice: SpeakerVoice, rng: np.random.Generato
     fall = ~rise & (p < open_quotient)
     flow[rise] = 0.5 - 0.5 * np.cos((np.pi / tp) * p[rise])
     flow[fall] = np.cos((0.5 * np.pi / tn) * (p[fall] - tp))
-    shimmer = np.exp(voice.shimmer * rng.standard_normal(cycle[-1] + 2))[cycle]
+    shimmer = rng.standard_normal(cycle[-1] + 2)[cycle]
+    shimmer = np.exp(voice.shimmer * (1.0 + 3.0 * creak) * shimmer)
     deriv = np.diff(flow * shimmer, prepend=0.0)
     deriv = lfilter([1.0 - tilt], [1.0, -tilt], deriv)
     return deriv / (np.sqrt(np.mean(deriv ** 2)) + 1e-12), flow
@@ -161,7 +167,8 @@ def speak(voice: SpeakerVoice, rng: np.random.Generator, n_samples: int,
     # Session variability of the voice source: effort changes open quotient and tilt a little.
     oq = float(np.clip(voice.open_quotient * np.exp(rng.normal(0.0, 0.08)), 0.25, 0.9))
     tilt = float(np.clip(voice.tilt + rng.normal(0.0, 0.05), 0.0, 0.9))
-    deriv, flow = _glottal_source(_to_samples(tr.f0, n_samples), voice, rng, oq, tilt)
+    deriv, flow = _glottal_source(_to_samples(tr.f0, n_samples),
+                                  _to_samples(tr.creak, n_samples), voice, rng, oq, tilt)
     voicing = _to_samples(tr.voicing, n_samples)
     noise = rng.standard_normal(n_samples)
     aspiration = noise * (voice.breathiness * 2.0 * flow * voicing

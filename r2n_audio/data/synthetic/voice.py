@@ -55,6 +55,9 @@ class SpeakerVoice:
         Piriform-fossa antiresonance frequency (Hz) and depth (0..1).
     rate : float
         Speaking-rate factor (> 1 is faster: shorter segments).
+    creak : float
+        Probability that a phrase ends in creak (vocal fry: pitch about an octave down, irregular
+        periods and amplitudes), a habit some speakers have and others do not.
     """
 
     sex: str
@@ -74,6 +77,7 @@ class SpeakerVoice:
     fossa_freq: float
     fossa_depth: float
     rate: float
+    creak: float
 
     def summary(self) -> dict:
         """The scalar parameters as a JSON-ready dict (arrays left out)."""
@@ -119,4 +123,5 @@ def sample_speaker(rng: np.random.Generator) -> SpeakerVoice:
         fossa_freq=float(rng.uniform(3900.0, 5200.0) * vtl),
         fossa_depth=float(rng.uniform(0.3, 0.9)),
         rate=float(np.exp(rng.normal(0.0, 0.12))),
+        creak=float(rng.uniform(0.0, 0.7) if rng.random() < 0.5 else 0.0),
     )
