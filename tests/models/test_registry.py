@@ -42,3 +42,17 @@ def test_duplicate_registration_is_refused():
 
     with pytest.raises(ValueError, match="registered twice"):
         register_model(ecapa_tdnn_c512)
+
+
+@pytest.mark.parametrize("name", ["resnet34_tiny", "res2net_dla_tiny"])
+def test_2d_feat_dim_and_embed_dim_overrides(name):
+    model = create_model(name, feat_dim=40, embed_dim=32).eval()
+    assert (model.feat_dim, model.embed_dim) == (40, 32)
+    assert model(torch.randn(2, 50, 40), torch.tensor([50, 21])).shape == (2, 32)
+
+
+def test_classifier_refuses_speaker_input_and_speaker_mode_refuses_rgb():
+    with pytest.raises(ValueError, match="in_channels=1"):
+        create_model("res2net50_tiny", in_channels=3)
+    classifier = create_model("res2net50_tiny", in_channels=3, num_classes=10).eval()
+    assert classifier(torch.randn(1, 3, 32, 32)).shape == (1, 10)

@@ -14,7 +14,9 @@ import torch
 from r2n_audio.models import create_model, list_models
 
 FAST = {name for name in list_models() if name.endswith("_tiny")} | {"ecapa_tdnn_c128"}
-pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::torch.jit.TracerWarning", "ignore::UserWarning", "ignore::DeprecationWarning"
+)
 
 MODELS = [
     pytest.param(name, marks=() if name in FAST else pytest.mark.slow) for name in list_models()
@@ -89,3 +91,12 @@ def test_onnx_export_matches_eager(model):
     with torch.no_grad():
         expected = model(batch, lengths).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_torchscript_trace_generalises_to_other_shapes(model):
+    model.eval()
+    batch, lengths = _padded([torch.randn(n, 80) for n in (90, 67)])
+    traced = torch.jit.trace(model, (batch, lengths))
+    other, other_lengths = _padded([torch.randn(n, 80) for n in (120, 50, 99)])
+    with torch.no_grad():
+        torch.testing.assert_close(traced(other, other_lengths), model(other, other_lengths), atol=1e-4, rtol=1e-4)
