@@ -14,27 +14,31 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from r2n_audio.errors import DataFormatError
 
-__all__ = ["SpeakerDataModule", "EpochRandomSampler", "BatchedEvalDataset"]
+__all__ = ["SpeakerDataModule", "EpochSeededLoader", "BatchedEvalDataset"]
 
-class EpochRandomSampler(RandomSampler):
-    """A random permutation per epoch drawn from ``seed + epoch`` (Lightning calls
-    ``set_epoch``), so a resumed run sees the order the interrupted one would have seen.
+class EpochSeededLoader(DataLoader):
+    """A shuffling DataLoader whose randomness is a function of ``seed`` and the epoch.
 
-    It stays a ``RandomSampler``, so under DDP Lightning swaps it for a shuffling
-    ``DistributedSampler`` seeded by ``seed_everything``.
+    Each ``iter()`` reseeds the loader's generator with ``seed + epoch_fn()`` (``epoch_fn``
+    returns the number of the pass about to start); that generator
+    draws both the permutation and the base seed of the worker processes (hence the crops and
+    augmentation choices made in workers), so a run resumed at epoch ``k`` reads exactly the
+    batches the interrupted run would have read. Under DDP, Lightning replaces the sampler
+    with a ``DistributedSampler`` seeded by ``seed_everything`` and advanced by ``set_epoch``.
     """
 
-    def __init__(self, data_source, seed: int = 0) -> None:
-        super().__init__(data_source, generator=torch.Generator())
-        self.seed = int(seed)
-        self.set_epoch(0)
+    def __init__(self, *args, seed: int = 0, epoch_fn=None, **kwargs) -> None:
+        kwargs.setdefault("generator", torch.Generator())
+        super().__init__(*args, **kwargs)
+        self.seed, self.epoch_fn = int(seed), epoch_fn
 
-    def set_epoch(self, epoch: int) -> None:
-        self.generator.manual_seed(self.seed + int(epoch))
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + (self.epoch_fn() if self.epoch_fn else 0))
+        return super().__iter__()
 
 
 class BatchedEvalDataset(Dataset):
@@ -100,6 +104,7 @@ class SpeakerDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.train_dir, self.val_dir, self.val_trials = train_dir, val_dir, val_trials
         self._num_speakers: int | None = None
+        self._passes = 0
         self.train_dataset = None
         self.val_dataset = None
         self.trials = None
@@ -181,13 +186,26 @@ class SpeakerDataModule(pl.LightningDataModule):
         from r2n_audio.data.datasets import collate_train
 
         hp = self.hparams
-        # Workers are not persistent: each epoch's workers are seeded afresh from torch's RNG,
-        # which checkpoints carry, so a resumed run draws the same crops.
-        return DataLoader(self.train_dataset, batch_size=hp.batch_size,
-                          sampler=EpochRandomSampler(self.train_dataset, hp.seed),
-                          num_workers=hp.num_workers, collate_fn=collate_train, drop_last=True,
-                          pin_memory=torch.cuda.is_available(),
-                          prefetch_factor=4 if hp.num_workers > 0 else None)
+        # Workers are not persistent: each epoch's workers are seeded afresh (see
+        # EpochSeededLoader), so a resumed run draws the same crops. With num_workers=0 the
+        # crops come from one generator in this process and are not replayed on resume.
+        return EpochSeededLoader(self.train_dataset, batch_size=hp.batch_size, shuffle=True,
+                                 num_workers=hp.num_workers, collate_fn=collate_train,
+                                 drop_last=True, pin_memory=torch.cuda.is_available(),
+                                 prefetch_factor=4 if hp.num_workers > 0 else None,
+                                 seed=hp.seed, epoch_fn=self._next_pass)
+
+    def _next_pass(self) -> int:
+        # Counted here and saved in checkpoints (state_dict) rather than read from the
+        # trainer, whose epoch counter is not yet advanced when a resumed run starts reading.
+        self._passes += 1
+        return self._passes - 1
+
+    def state_dict(self) -> dict:
+        return {"train_passes": self._passes}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._passes = int(state_dict.get("train_passes", 0))
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_dataset is None:
