@@ -32,7 +32,8 @@ def channel_gain(rng: np.random.Generator) -> np.ndarray:
     db = rng.uniform(-3.0, 2.0) * octaves  # tilt, dB per octave around 1 kHz
     for _ in range(rng.integers(1, 5)):  # resonances and dips of mics, rooms, codecs
         centre = rng.uniform(np.log2(150 / 1000), np.log2(7000 / 1000))
-        db += rng.uniform(-8.0, 8.0) * np.exp(-0.5 * ((octaves - centre) / rng.uniform(0.2, 1.0)) ** 2)
+        width = rng.uniform(0.2, 1.0)
+        db += rng.uniform(-8.0, 8.0) * np.exp(-0.5 * ((octaves - centre) / width) ** 2)
     gain = 10.0 ** (db / 20.0)
     highpass = rng.uniform(40.0, 300.0)
     gain /= np.sqrt(1.0 + (highpass / _F) ** 4)  # 2nd-order Butterworth magnitude

@@ -79,7 +79,7 @@ def synthesize_utterance(voice: SpeakerVoice, rng: np.random.Generator,
                          min_seconds: float, max_seconds: float) -> np.ndarray:
     """One recording (N,) float32 at 16 kHz: random speech by ``voice`` in a random channel."""
     n = int(round(rng.uniform(min_seconds, max_seconds) * SAMPLE_RATE))
-    speech, _ = speak(voice, rng, n, channel_gain=channel_gain(rng))
+    speech = speak(voice, rng, n, channel_gain=channel_gain(rng))
     return record(speech, rng)
 
 

@@ -142,7 +142,7 @@ def _to_samples(track: np.ndarray, n: int) -> np.ndarray:
 
 
 def speak(voice: SpeakerVoice, rng: np.random.Generator, n_samples: int,
-          channel_gain: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+          channel_gain: np.ndarray | None = None) -> np.ndarray:
     """Synthesise ``n_samples`` of random speech by ``voice`` (dry, before the room).
 
     Parameters
@@ -158,9 +158,8 @@ def speak(voice: SpeakerVoice, rng: np.random.Generator, n_samples: int,
     Returns
     -------
     np.ndarray, shape (N,)
-        The waveform, scaled to unit RMS over the voiced frames.
-    float
-        Fraction of frames that are voiced (speech activity).
+        The waveform, scaled to unit RMS over the voiced frames (the active speech level that
+        SNRs refer to).
     """
     n_frames = (n_samples - 1) // HOP + 2
     tr = utterance_tracks(voice, rng, n_frames, HOP / SAMPLE_RATE)
@@ -180,10 +179,9 @@ def speak(voice: SpeakerVoice, rng: np.random.Generator, n_samples: int,
     if channel_gain is not None:
         spec *= channel_gain.astype(np.float32)
     out = _istft(spec, n_samples)
-    active = tr.voicing > 0.3
-    level = np.sqrt(np.mean(out.reshape(-1)[: (len(out) // HOP) * HOP]
-                            .reshape(-1, HOP)[active[: len(out) // HOP]] ** 2) + 1e-12)
-    return out / level, float(active.mean())
+    active = np.repeat(tr.voicing > 0.3, HOP)[:n_samples]
+    level = np.sqrt(np.mean(out[active] ** 2 if active.any() else out ** 2)) + 1e-12
+    return out / level
 
 
 def _static_power(voice: SpeakerVoice) -> np.ndarray:
