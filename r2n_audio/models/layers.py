@@ -66,9 +66,12 @@ def time_mask(lengths: torch.Tensor, frames: int, dtype: torch.dtype = torch.flo
     return (t.unsqueeze(0) < lengths.unsqueeze(1)).to(dtype)
 
 
-def strided_lengths(lengths: torch.Tensor, stride: int) -> torch.Tensor:
-    """Valid frames after a stride-``stride`` conv/pool with "same"-style padding (ceil)."""
-    return torch.div(lengths - 1, stride, rounding_mode="floor") + 1 if stride > 1 else lengths
+def strided_lengths(lengths: torch.Tensor | None, stride: int) -> torch.Tensor | None:
+    """Valid frames after a stride-``stride`` conv/pool with "same"-style padding (ceil);
+    None (every frame valid) stays None."""
+    if lengths is None or stride == 1:
+        return lengths
+    return torch.div(lengths - 1, stride, rounding_mode="floor") + 1
 
 
 def reflect_index(lengths: torch.Tensor, frames: int, pad: int) -> torch.Tensor:

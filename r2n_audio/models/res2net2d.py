@@ -51,7 +51,7 @@ def masked_sequential(modules, x: torch.Tensor, lengths: torch.Tensor | None):
     after every ReLU (so the next convolution sees zeros there, as an utterance alone does)."""
     for m in modules:
         x = m(x)
-        if isinstance(m, nn.Conv2d) and m.stride[1] > 1 and lengths is not None:
+        if isinstance(m, nn.Conv2d):
             lengths = strided_lengths(lengths, m.stride[1])
         if isinstance(m, nn.ReLU):
             x = masked(x, mask4d(lengths, x.size(3), x.dtype))
@@ -122,10 +122,10 @@ class Res2Bottleneck(nn.Module):
         return torch.cat(ys, 1)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None, residual: torch.Tensor | None = None):
-        frames = x.size(3)
-        out_lengths = None if lengths is None else strided_lengths(lengths, self.stride)
-        mask_in = mask4d(strided_lengths(lengths, self.conv1.stride[1]) if lengths is not None else None,
-                         _out_frames(frames, self.conv1.stride[1]), x.dtype)
+        frames, entry = x.size(3), self.conv1.stride[1]
+        out_lengths = strided_lengths(lengths, self.stride)
+        # the 3x3 splits run at the entry conv's resolution (strided in the basic Res2 block)
+        mask_in = mask4d(strided_lengths(lengths, entry), _out_frames(frames, entry), x.dtype)
         mask_out = mask4d(out_lengths, _out_frames(frames, self.stride), x.dtype)
         out = masked(F.relu(self.bn1(self.conv1(x))), mask_in)
         out = self.bn3(self.conv3(self._splits(out, mask_in)))
@@ -190,7 +190,7 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None):
-        out_lengths = None if lengths is None else strided_lengths(lengths, self.stride)
+        out_lengths = strided_lengths(lengths, self.stride)
         mask = mask4d(out_lengths, _out_frames(x.size(3), self.stride), x.dtype)
         out = self.bn2(self.conv2(masked(F.relu(self.bn1(self.conv1(x))), mask)))
         if self.se is not None:
@@ -314,7 +314,7 @@ class ResNet2d(nn.Module):
         x, lengths = masked_sequential(modules + [self.bn1, nn.ReLU()], x, lengths)
         if self.maxpool is not None:  # inputs are >= 0, so zero padding equals -inf padding
             x = self.maxpool(x)
-            lengths = None if lengths is None else strided_lengths(lengths, 2)
+            lengths = strided_lengths(lengths, 2)
         return x, lengths
 
     def _trunk(self, x: torch.Tensor, lengths: torch.Tensor | None):
