@@ -38,11 +38,16 @@ def store_format(path: str | os.PathLike) -> str:
 
 
 def npy_keys(root: str | os.PathLike) -> set[str]:
-    """Keys of an npy store: relative paths of its ``.npy`` files without the suffix."""
+    """Keys of an npy store: relative paths of its ``.npy`` files without the suffix.
+
+    Hidden files (``.name.*.npy``, the temporary names of :func:`r2n_audio.atomic.atomic_path`
+    left by a killed writer) are not keys.
+    """
     root = Path(root)
     if not root.is_dir():
         return set()
-    return {p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.npy")}
+    return {p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.npy")
+            if not p.name.startswith(".")}
 
 
 def _vector(path, key: str, value) -> np.ndarray:

@@ -61,7 +61,8 @@ def make_bundle(
             "mean": None if embedding_mean is None else embedding_mean.detach().cpu().float(),
             "l2": bool(l2_normalize),
         },
-        "versions": {"r2n_audio": __version__, "torch": torch.__version__},
+        # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses.
+        "versions": {"r2n_audio": __version__, "torch": str(torch.__version__)},
         "meta": dict(meta or {}),
     }
 
@@ -91,7 +92,7 @@ def load_bundle(path: str | os.PathLike) -> dict[str, Any]:
         first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe pickle"
         raise ModelError(f"{path}: refused to load: the file carries code or objects that are "
                          f"not plain weights ({first[:160]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as err:
         raise ModelError(f"{path}: not a readable torch file ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:160] if str(err) else ''})") from None
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
