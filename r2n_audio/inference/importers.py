@@ -44,13 +44,6 @@ __all__ = ["IMPORTERS", "import_model", "import_speechbrain", "import_wespeaker"
            "import_3dspeaker", "load_checkpoint", "read_hyperparams"]
 
 
-def _finish(bundle: dict[str, Any]) -> dict[str, Any]:
-    """Make ``versions`` plain strings: ``torch.__version__`` is a ``TorchVersion`` object,
-    which ``torch.load(weights_only=True)`` refuses (a workaround until ``make_bundle`` does it)."""
-    bundle["versions"] = {k: str(v) for k, v in bundle.get("versions", {}).items()}
-    return bundle
-
-
 def load_checkpoint(path: str | os.PathLike) -> Any:
     """``torch.load(path, weights_only=True)`` on CPU, with one-line errors.
 
@@ -187,9 +180,9 @@ def import_speechbrain(src: str | os.PathLike) -> dict[str, Any]:
     load_weights_strict(model, _as_state_dict(state, src / "embedding_model.ckpt"),
                         str(src / "embedding_model.ckpt"))
     mean = _sb_embedding_mean(hparams, src, yaml_path)
-    return _finish(make_bundle(
+    return make_bundle(
         name, args, model.state_dict(), frontend, sample_rate=frontend["sample_rate"],
-        embedding_mean=mean, meta={"source": "speechbrain", "source_path": str(src.resolve())}))
+        embedding_mean=mean, meta={"source": "speechbrain", "source_path": str(src.resolve())})
 
 
 def _sb_frontend(hparams: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -273,8 +266,8 @@ def import_wespeaker(src: str | os.PathLike) -> dict[str, Any]:
                 "frame_shift": float(fbank_args.get("frame_shift", 10)), "dither": 0.0,
                 "window_type": "hamming", "energy_floor": 0.0, "sample_frequency": 16000.0,
                 "waveform_scale": 32768.0, "cmn": True}
-    return _finish(make_bundle(name, args, model.state_dict(), frontend, sample_rate=16000,
-                               meta={"source": "wespeaker", "source_path": str(src.resolve())}))
+    return make_bundle(name, args, model.state_dict(), frontend, sample_rate=16000,
+                       meta={"source": "wespeaker", "source_path": str(src.resolve())})
 
 
 def _wespeaker_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

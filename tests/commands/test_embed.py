@@ -20,14 +20,13 @@ from r2n_audio.inference.embedder import Embedder
 
 
 def make_bundle_file(path: Path, model: str = "ecapa_tdnn_tiny") -> Path:
-    """A bundle with random weights (``versions`` as plain strings for weights_only loading)."""
+    """A bundle of ``model`` with random weights."""
     from r2n_audio.features.frontend import Frontend
     from r2n_audio.inference.bundle import make_bundle, save_bundle
     from r2n_audio.models import create_model
 
     torch.manual_seed(0)
     bundle = make_bundle(model, {}, create_model(model).state_dict(), Frontend().config())
-    bundle["versions"] = {k: str(v) for k, v in bundle["versions"].items()}
     save_bundle(bundle, path)
     return path
 

@@ -77,13 +77,6 @@ def speechbrain_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def plain_versions(bundle: dict) -> dict:
-    """``make_bundle`` stores ``torch.__version__`` (a TorchVersion object) that
-    ``weights_only`` loading refuses; store plain strings until the bundle module does."""
-    bundle["versions"] = {k: str(v) for k, v in bundle["versions"].items()}
-    return bundle
-
-
 @pytest.fixture(scope="session")
 def tiny_bundle_factory(tmp_path_factory: pytest.TempPathFactory):
     """``factory(model="ecapa_tdnn_tiny", frontend="kaldi", mean=False, l2=False) -> Path`` of a
@@ -104,7 +97,7 @@ def tiny_bundle_factory(tmp_path_factory: pytest.TempPathFactory):
             vec = torch.randn(net.embed_dim, generator=torch.Generator().manual_seed(3))
             bundle = make_bundle(model, {}, net.state_dict(), fe.config(),
                                  embedding_mean=vec if mean else None, l2_normalize=l2)
-            save_bundle(plain_versions(bundle), path)
+            save_bundle(bundle, path)
         return path
 
     return factory
