@@ -3,9 +3,9 @@
 The exported graph takes a padded batch and its lengths, with dynamic batch and time axes:
 
 - ``with_frontend=True``: ``waveform (B, N) float32`` in [-1, 1] at the bundle's sample rate and
-  ``lengths (B,) int64`` samples -> ``embedding (B, D)``. The fbank front-end is inside the graph
-  (for SpeechBrain's front-end the STFT becomes a float64 DFT matmul, since ONNX has no complex
-  FFT every runtime runs).
+  ``lengths (B,) int64`` samples -> ``embedding (B, D)``. The fbank front-end (Kaldi or SpeechBrain)
+  is inside the graph (on the export path its FFT becomes a float64 DFT matmul, since ONNX has
+  no complex FFT every runtime runs).
 - ``with_frontend=False`` (default): ``feats (B, T, F) float32`` and ``lengths (B,) int64``
   frames -> ``embedding (B, D)``; the front-end to compute ``feats`` is described in a JSON file
   written beside the export (``<file>.json``: its config, which :func:`~r2n_audio.features.
