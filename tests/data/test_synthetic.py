@@ -134,3 +134,14 @@ def test_speaker_pitch_is_in_the_audio(tiny_corpus):
         true.append(np.log(speakers[spk]["f0"]))
         measured.append(np.median(np.log(estimates)))
     assert np.corrcoef(true, measured)[0, 1] > 0.8
+
+
+def test_make_trials_samples_large_lists():
+    """Over 2,000 utterances the nontargets are sampled instead of enumerated."""
+    spk2utt = {f"s{s:03d}": [f"s{s:03d}/u{u:02d}" for u in range(12)] for s in range(200)}
+    trials = make_trials(spk2utt, seed=0)
+    n_target = 200 * 66
+    assert int(trials.labels.sum()) == n_target and len(trials) == 2 * n_target
+    pairs = list(zip(trials.enroll, trials.test))
+    assert len(set(pairs)) == len(pairs) and pairs == sorted(pairs)
+    assert all((e[:4] == t[:4]) == bool(y) for (e, t), y in zip(pairs, trials.labels))

@@ -100,6 +100,25 @@ def _write_data_dir(folder: Path, keys: list[str], rel: str) -> None:
     write_spk2utt(folder / "spk2utt", spk2utt_from_utt2spk(utt2spk))
 
 
+def _nontarget_pairs(spk: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` distinct pair codes ``i * n + j`` (i < j, different speakers), sorted.
+
+    Small lists enumerate every pair; large ones sample, so memory stays O(count).
+    """
+    n = len(spk)
+    if n <= 2000:
+        a, b = np.triu_indices(n, k=1)
+        codes = (a * n + b)[spk[a] != spk[b]]
+        return np.sort(rng.choice(codes, min(count, len(codes)), replace=False))
+    codes = np.empty(0, np.int64)
+    while len(codes) < count:
+        i, j = rng.integers(n, size=(2, 2 * count))
+        keep = spk[i] != spk[j]
+        lo, hi = np.minimum(i, j)[keep], np.maximum(i, j)[keep]
+        codes = np.unique(np.concatenate([codes, lo * n + hi]))
+    return np.sort(rng.choice(codes, count, replace=False))
+
+
 def make_trials(spk2utt: dict[str, list[str]], seed: int) -> Trials:
     """Every same-speaker pair plus as many different-speaker pairs (at least 1,000, or all).
 
@@ -107,14 +126,18 @@ def make_trials(spk2utt: dict[str, list[str]], seed: int) -> Trials:
     """
     keys = [k for utts in spk2utt.values() for k in utts]
     spk = np.array([i for i, utts in enumerate(spk2utt.values()) for _ in utts])
-    a, b = np.triu_indices(len(keys), k=1)
-    same = spk[a] == spk[b]
-    non = np.flatnonzero(~same)
-    n_non = min(len(non), max(int(same.sum()), 1000))
-    rng = np.random.default_rng([seed, 2])
-    chosen = np.sort(np.concatenate([np.flatnonzero(same), rng.choice(non, n_non, replace=False)]))
-    return Trials([keys[i] for i in a[chosen]], [keys[i] for i in b[chosen]],
-                  same[chosen].astype(np.int8))
+    n = len(keys)
+    target = []
+    for s in range(len(spk2utt)):
+        idx = np.flatnonzero(spk == s)
+        i, j = np.triu_indices(len(idx), k=1)
+        target.append(idx[i] * n + idx[j])
+    target = np.concatenate(target)
+    n_non = min(n * (n - 1) // 2 - len(target), max(len(target), 1000))
+    codes = np.sort(np.concatenate(
+        [target, _nontarget_pairs(spk, n_non, np.random.default_rng([seed, 2]))]))
+    a, b = codes // n, codes % n
+    return Trials([keys[i] for i in a], [keys[i] for i in b], (spk[a] == spk[b]).astype(np.int8))
 
 
 def _check(n_train: int, n_test: int, utts: int, min_s: float, max_s: float) -> None:
