@@ -92,6 +92,12 @@ class SpeakerModule(pl.LightningModule):
         training before ``max_epochs`` still completes the schedule).
     final_lr : float
         LR reached at the end of training.
+    init_from : str, optional
+        Checkpoint (or export bundle) whose weights start this run, for a second stage such as
+        large-margin fine-tuning; loaded in ``setup``, not here. The backbone loads strictly;
+        the head takes the first rows of the stored head (the 1.0-speed classes when the first
+        stage used speed perturbation). Unlike ``--ckpt_path`` (resume), optimizer, schedule
+        and epoch start afresh.
     """
 
     def __init__(
@@ -116,6 +122,7 @@ class SpeakerModule(pl.LightningModule):
         warmup_epochs: float = 6.0,
         lr_schedule: str = "exponential",
         final_lr: float = 5e-5,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         from r2n_audio.features.frontend import build_frontend
@@ -156,6 +163,23 @@ class SpeakerModule(pl.LightningModule):
         return self.backbone(feats, None if lengths is None else frame_lengths)
 
     # ------------------------------------------------------------------ training
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.init_from:
+            self._load_initial_weights(self.hparams.init_from)
+
+    def _load_initial_weights(self, path: str) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") == "r2n-audio-bundle":  # an export bundle: the backbone only
+            self.backbone.load_state_dict(state["state_dict"])
+            return
+        weights = state.get("state_dict", state)
+        self.backbone.load_state_dict({k[len("backbone."):]: v for k, v in weights.items()
+                                       if k.startswith("backbone.")})
+        head, rows = weights.get("head.weight"), self.head.weight.shape[0]
+        if head is not None and head.shape[0] >= rows and head.shape[1:] == self.head.weight.shape[1:]:
+            with torch.no_grad():
+                self.head.weight.copy_(head[:rows])
+
     def on_fit_start(self) -> None:
         data = self.trainer.datamodule
         if self.logger is not None and hasattr(data, "num_speakers"):
@@ -258,6 +282,9 @@ class SpeakerModule(pl.LightningModule):
         from r2n_audio.inference.bundle import make_bundle
 
         sample_rate = int(self.frontend_config.get("sample_frequency", 16000))
-        return make_bundle(self.backbone_name, self.model_args, self.backbone.state_dict(),
-                           self.frontend_config, sample_rate=sample_rate,
-                           embedding_mean=embedding_mean, meta=meta)
+        bundle = make_bundle(self.backbone_name, self.model_args, self.backbone.state_dict(),
+                             self.frontend.config(), sample_rate=sample_rate,
+                             embedding_mean=embedding_mean, meta=meta)
+        # torch.__version__ is a TorchVersion object, which weights_only loading refuses.
+        bundle["versions"] = {k: str(v) for k, v in bundle["versions"].items()}
+        return bundle

@@ -155,6 +155,7 @@ def main(argv=None) -> dict:
         "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - t,
     }
     results["total_seconds"] = time.perf_counter() - start
+    results = json.loads(json.dumps(results, default=float))  # plain floats (numpy scalars out)
     write_outputs(args, module, results, systems, test_embeddings, mean)
     print_table(results)
     print(f"wrote {args.exp}/results.json, det.png, test_embeddings.npz, model.pt")

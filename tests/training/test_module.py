@@ -98,7 +98,7 @@ def test_bundle_holds_backbone_only(tiny_corpus):
     bundle = module.bundle()
     assert bundle["model_name"] == "ecapa_tdnn_tiny"
     assert bundle["model_args"] == {"feat_dim": 24}
-    assert bundle["frontend"] == FRONTEND
+    assert bundle["frontend"]["num_mel_bins"] == 24 and bundle["frontend"]["type"] == "kaldi"
     assert set(bundle["state_dict"]) == set(module.backbone.state_dict())
 
 
