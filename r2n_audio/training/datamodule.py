@@ -9,6 +9,7 @@ training device.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -209,6 +210,9 @@ class SpeakerDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_dataset is None:
+            # No trial list: no validation. Lightning warns about the empty list; the
+            # absence is intended here, so that one warning is silenced.
+            warnings.filterwarnings("ignore", message="Total length of `list` across ranks")
             return []
         return DataLoader(self.val_dataset, batch_size=None, shuffle=False,
                           num_workers=min(self.hparams.num_workers, 2))
