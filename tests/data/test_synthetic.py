@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from r2n_audio.data.manifests import read_spk2utt, read_trials, read_utt2spk, read_wav_scp
-from r2n_audio.data.synthetic import make_corpus, make_trials
+from r2n_audio.data.synthetic import GENERATOR_VERSION, make_corpus, make_trials
 from r2n_audio.errors import R2NError
 
 
@@ -37,6 +37,7 @@ def test_layout_counts_and_consistency(tiny_corpus):
             assert key.split("/")[0] == utt2spk[key]
     meta = json.loads((tiny_corpus / "corpus.json").read_text())
     assert meta["n_utterances"] == 48 and meta["seed"] == 0 and meta["generation_seconds"] > 0
+    assert meta["version"] == GENERATOR_VERSION
     assert set(meta["speakers"]) == set(train.values()) | set(test.values())
 
 

@@ -7,6 +7,7 @@
 """
 
 from r2n_audio.data.synthetic.corpus import (
+    GENERATOR_VERSION,
     CorpusInfo,
     make_corpus,
     make_trials,
@@ -16,6 +17,7 @@ from r2n_audio.data.synthetic.corpus import (
 from r2n_audio.data.synthetic.voice import SpeakerVoice, sample_speaker
 
 __all__ = [
+    "GENERATOR_VERSION",
     "CorpusInfo",
     "SpeakerVoice",
     "make_corpus",

@@ -42,8 +42,12 @@ from r2n_audio.data.synthetic.synth import SAMPLE_RATE, speak
 from r2n_audio.data.synthetic.voice import SpeakerVoice, sample_speaker
 from r2n_audio.errors import R2NError
 
-__all__ = ["CorpusInfo", "make_corpus", "make_trials", "synthesize_utterance", "speaker_voice"]
+__all__ = ["GENERATOR_VERSION", "CorpusInfo", "make_corpus", "make_trials",
+           "synthesize_utterance", "speaker_voice"]
 
+# Bumped whenever the same seed would give different audio: a corpus.json with another
+# version was made by another generator (a recipe can regenerate it).
+GENERATOR_VERSION = 2
 _TRAIN, _TEST = 0, 1
 _PREFIX = {_TRAIN: "spk", _TEST: "tst"}
 
@@ -241,7 +245,7 @@ def _write_json(out: Path, info: CorpusInfo, seed: int, utts: int, min_s: float,
     speakers = {f"{_PREFIX[g]}{i + 1:04d}": speaker_voice(seed, g, i).summary()
                 for g, count in groups.items() for i in range(count)}
     meta = {
-        "generator": "r2n_audio.data.synthetic", "version": 1, "seed": seed,
+        "generator": "r2n_audio.data.synthetic", "version": GENERATOR_VERSION, "seed": seed,
         "sample_rate": SAMPLE_RATE, "n_train_speakers": info.n_train_speakers,
         "n_test_speakers": info.n_test_speakers, "utts_per_speaker": utts,
         "min_seconds": min_s, "max_seconds": max_s, "n_utterances": info.n_utterances,
