@@ -6,8 +6,9 @@ tilt), aspiration noise pulsed by the glottal flow (breathiness) or free-running
 aspirated stops), and frication noise. The vocal tract is applied frame by frame in a short-time
 Fourier domain (32 ms windows, 8 ms hop, square-root Hann analysis and synthesis): the voiced
 path is multiplied by the magnitude response of a cascade of Klatt (1980) formant resonators
-(unity gain at DC) with the nasal pole-zero pair and the piriform-fossa antiresonance, the
-frication path by a noise-band shape. Doing the time-varying filter this way costs a few array
+(unity gain at DC; F1-F5 per frame, F6-F8 fixed per speaker) with the nasal pole-zero pair, the
+piriform-fossa antiresonance and a higher-pole correction, the frication path by a noise-band
+shape. Doing the time-varying filter this way costs a few array
 operations per utterance instead of a Python loop per frame.
 """
 
@@ -29,15 +30,15 @@ HOP = N_FFT // 4
 FREQS = np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE)
 _W = 2.0 * np.pi * FREQS / SAMPLE_RATE
 _COS_W, _SIN_W = np.cos(_W).astype(np.float32), np.sin(_W).astype(np.float32)
-# periodic; analysis x synthesis sums to 2. The spectral path runs in float32 (twice as fast).
+# Periodic; analysis x synthesis windows sum to 2. The spectral path runs in float32.
 _WINDOW = np.sqrt(np.hanning(N_FFT + 1)[:-1]).astype(np.float32)
 # Frication noise is about this much louder than the voiced source for equal amplitudes, so
 # that /s/ sits ~10 dB below a vowel as in running speech.
 _FRICATION_GAIN = 2.0
-# Klatt's (1980) higher-pole correction: a cascade of five formants lacks the energy the higher
-# resonances add above ~2 kHz. This shelf brings the long-term spectrum of the voiced speech
-# close to the international average (Byrne et al. 1994: about -12 dB at 2 kHz and -19 dB at
-# 4 kHz below the 500 Hz peak).
+# Higher-pole correction (after Klatt 1980): even with F6-F8 the unity-DC all-pole cascade falls
+# faster than real speech above 1 kHz. This shelf brings the long-term spectrum of the voiced
+# speech close to the international average (Byrne et al. 1994: about -12 dB at 2 kHz and
+# -19 dB at 4 kHz below the 500 Hz peak).
 _HIGHER_POLES = (1.0 + (FREQS / 700.0) ** 2) ** 0.7 / (1.0 + (FREQS / 6000.0) ** 2)
 
 
