@@ -174,13 +174,29 @@ def _write_data_dir(folder: Path, files: dict[str, Path]) -> int:
     return len(set(utt2spk.values()))
 
 
+def _vox2_roots(vox2: Path, wav_dir: Path | None) -> tuple[Path | None, Path | None]:
+    """(m4a root or None, wav root or None) for a VoxCeleb2 folder.
+
+    ``vox2`` may hold ``aac/`` and/or ``wav/`` (or ``dev/aac``, ``dev/wav``), or be such a tree
+    itself (idXXXXX folders directly inside), of m4a or of wav files.
+    """
+    aac = next((p for p in (vox2 / "aac", vox2 / "dev" / "aac") if p.is_dir()), None)
+    wav = wav_dir or next((p for p in (vox2 / "wav", vox2 / "dev" / "wav") if p.is_dir()), None)
+    if aac is None and wav is None and _audio_roots(vox2, ()):
+        if scan_voxceleb(vox2, ".m4a"):
+            aac = vox2
+        else:
+            wav = vox2
+    if aac is not None and wav is None:
+        wav = aac.parent / "wav"
+    return aac, wav
+
+
 def _prepare_vox2(vox2: Path, out: Path, wav_dir: Path | None, jobs: int | None,
                   progress: bool, report: PrepareReport) -> None:
-    aac = _audio_roots(vox2, ("aac", "dev/aac"))[:1]
-    wav = wav_dir or next(iter(_audio_roots(vox2, ("wav", "dev/wav"))), None)
-    if aac:
-        wav = wav or aac[0].parent / "wav"
-        report.failed += convert_m4a_tree(aac[0], wav, jobs, progress)
+    aac, wav = _vox2_roots(vox2, wav_dir)
+    if aac is not None:
+        report.failed += convert_m4a_tree(aac, wav, jobs, progress)
     if wav is None or not wav.is_dir():
         raise DataFormatError(vox2, "no VoxCeleb2 audio found: expected aac/idXXXXX/<video>/"
                                     "NNNNN.m4a or wav/idXXXXX/<video>/NNNNN.wav under it")

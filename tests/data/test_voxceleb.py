@@ -172,3 +172,13 @@ def test_input_errors_name_the_path(tmp_path, vox1, trials_dir):
         prepare_voxceleb(tmp_path / "out")
     with pytest.raises(R2NError, match="--vox1"):
         prepare_voxceleb(tmp_path / "out", vox2=vox1, trials_dir=trials_dir)
+
+
+def test_vox2_given_as_the_tree_itself(tmp_path, ffmpeg):
+    _tree(tmp_path / "converted", VOX2, ".wav")
+    report = prepare_voxceleb(tmp_path / "out1", vox2=tmp_path / "converted")
+    assert report.utterances == {"vox2_dev": 3}
+    _tree(tmp_path / "dl" / "aac", VOX2, ".m4a")
+    report = prepare_voxceleb(tmp_path / "out2", vox2=tmp_path / "dl" / "aac")
+    assert report.utterances == {"vox2_dev": 3} and report.failed == []
+    assert len(list((tmp_path / "dl" / "wav").rglob("*.wav"))) == 3
