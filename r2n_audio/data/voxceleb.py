@@ -149,6 +149,9 @@ def convert_m4a_tree(aac_root: str | os.PathLike, wav_root: str | os.PathLike,
     if todo and ffmpeg is None:
         raise R2NError(f"{aac_root}: {len(todo)} m4a files need converting to wav and ffmpeg "
                        f"is not on the PATH: {_FFMPEG_HELP}")
+    if todo:
+        log.info("converting %d of %d m4a files to 16 kHz wav under %s", len(todo),
+                 len(sources), wav_root)
     bar = None
     if progress and todo:
         from tqdm import tqdm
