@@ -15,6 +15,17 @@ from pathlib import Path
 __all__ = ["atomic_path", "atomic_write_text"]
 
 
+def _default_mode() -> int:
+    """The mode ``open()`` would give a new file (0o666 less the umask)."""
+    umask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+# mkstemp makes 0600 files; renamed outputs should have the mode any other new file gets.
+_FILE_MODE = _default_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
@@ -43,6 +54,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, _FILE_MODE)
     try:
         yield tmp
         os.replace(tmp, final)
