@@ -21,6 +21,7 @@ from r2n_audio.errors import DataFormatError
 
 __all__ = ["SpeakerDataModule", "EpochSeededLoader", "BatchedEvalDataset"]
 
+
 class EpochSeededLoader(DataLoader):
     """A shuffling DataLoader whose randomness is a function of ``seed`` and the epoch.
 
@@ -38,7 +39,11 @@ class EpochSeededLoader(DataLoader):
         self.seed, self.epoch_fn = int(seed), epoch_fn
 
     def __iter__(self):
-        self.generator.manual_seed(self.seed + (self.epoch_fn() if self.epoch_fn else 0))
+        epoch = self.epoch_fn() if self.epoch_fn else 0
+        # Under DDP each rank's workers must crop differently: the rank enters the seed.
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank = torch.distributed.get_rank() if distributed else 0
+        self.generator.manual_seed(self.seed + epoch + 1_000_003 * rank)
         return super().__iter__()
 
 

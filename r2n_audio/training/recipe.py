@@ -58,12 +58,16 @@ def subsample_per_speaker(utt2spk: Mapping[str, str], per_speaker: int,
 
 def speaker_means(embeddings: Mapping[str, np.ndarray],
                   utt2spk: Mapping[str, str]) -> np.ndarray:
-    """(S, D) mean of each speaker's length-normalised embeddings (the AS-Norm cohort of
-    WeSpeaker: one vector per training speaker), speakers in sorted order."""
+    """(S, D) mean of each speaker's raw embeddings (WeSpeaker's AS-Norm cohort: one vector per
+    training speaker), speakers in sorted order.
+
+    Raw, not length-normalised: the scorer subtracts the (raw) global mean from the cohort
+    before normalising it, so the cohort must live on the same scale as that mean.
+    """
     by_speaker: dict[str, list[np.ndarray]] = defaultdict(list)
     for key, vector in embeddings.items():
         if key in utt2spk:
-            by_speaker[utt2spk[key]].append(vector / max(np.linalg.norm(vector), 1e-12))
+            by_speaker[utt2spk[key]].append(vector)
     return np.stack([np.mean(by_speaker[s], axis=0) for s in sorted(by_speaker)])
 
 
