@@ -132,8 +132,10 @@ def print_table(results) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
-    print(f"params {results['params']:,}; seconds: corpus {results['corpus_seconds']:.0f}, "
-          f"train {results['train_seconds']:.0f}, total {results['total_seconds']:.0f}")
+    print(f"params {results['params']:,}; seconds: corpus {results['corpus_seconds']:.0f} "
+          f"(generation {results['corpus_generation_seconds'] or 0:.0f}), train "
+          f"{results['train_seconds']:.0f} ({results['steps']} steps), total "
+          f"{results['total_seconds']:.0f}")
 
 
 def main(argv=None) -> dict:
@@ -159,7 +161,10 @@ def main(argv=None) -> dict:
         "trials": str(Path(args.data) / "trials.txt"), "n_trials": len(systems["cosine"][1]),
         "scoring": f"cosine after mean subtraction; AS-Norm top-{args.top_n}, cohort = training-speaker means",
         "epochs": trainer.current_epoch, "steps": trainer.global_step,
-        "corpus_seconds": corpus_seconds, "baseline_seconds": baseline_seconds,
+        "corpus_seconds": corpus_seconds,
+        "corpus_generation_seconds": json.loads(
+            (Path(args.data) / "corpus.json").read_text()).get("generation_seconds"),
+        "baseline_seconds": baseline_seconds,
         "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - t,
     }
     results["total_seconds"] = time.perf_counter() - start
