@@ -15,7 +15,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from r2n_audio.errors import DataFormatError
 
@@ -25,25 +25,29 @@ __all__ = ["SpeakerDataModule", "EpochSeededLoader", "BatchedEvalDataset"]
 class EpochSeededLoader(DataLoader):
     """A shuffling DataLoader whose randomness is a function of ``seed`` and the epoch.
 
-    Each ``iter()`` reseeds the loader's generator with ``seed + epoch_fn()`` (``epoch_fn``
-    returns the number of the pass about to start); that generator
-    draws both the permutation and the base seed of the worker processes (hence the crops and
-    augmentation choices made in workers), so a run resumed at epoch ``k`` reads exactly the
-    batches the interrupted run would have read. Under DDP, Lightning replaces the sampler
-    with a ``DistributedSampler`` seeded by ``seed_everything`` and advanced by ``set_epoch``.
+    Each ``iter()`` reseeds two generators from ``seed`` and ``epoch_fn()`` (the number of the
+    pass about to start): the sampler's, which draws the permutation exactly as a
+    ``DistributedSampler`` with the same seed does (``randperm`` seeded with ``seed + epoch``),
+    and the loader's, which draws the base seed of the worker processes (hence the crops and
+    augmentation choices made in workers). A run resumed at epoch ``k`` therefore reads exactly
+    the batches the interrupted run would have read. Under DDP, Lightning swaps the sampler for
+    a ``DistributedSampler`` seeded by ``seed_everything``; the rank enters the worker seeds.
     """
 
-    def __init__(self, *args, seed: int = 0, epoch_fn=None, **kwargs) -> None:
+    def __init__(self, dataset, *args, seed: int = 0, epoch_fn=None, **kwargs) -> None:
         kwargs.setdefault("generator", torch.Generator())
-        super().__init__(*args, **kwargs)
+        if kwargs.pop("shuffle", False):
+            kwargs["sampler"] = RandomSampler(dataset, generator=torch.Generator())
+        super().__init__(dataset, *args, **kwargs)
         self.seed, self.epoch_fn = int(seed), epoch_fn
 
     def __iter__(self):
         epoch = self.epoch_fn() if self.epoch_fn else 0
-        # Under DDP each rank's workers must crop differently: the rank enters the seed.
+        if isinstance(self.sampler, RandomSampler) and self.sampler.generator is not None:
+            self.sampler.generator.manual_seed(self.seed + epoch)
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         rank = torch.distributed.get_rank() if distributed else 0
-        self.generator.manual_seed(self.seed + epoch + 1_000_003 * rank)
+        self.generator.manual_seed(self.seed + epoch + 1_000_003 * (rank + 1))
         return super().__iter__()
 
 
