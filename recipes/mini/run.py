@@ -68,7 +68,10 @@ def train(args):
     """Fit the configured model; returns (module, trainer, seconds)."""
     from r2n_audio.training.cli import main as cli_main
 
+    # default_root_dir: LightningCLI saves the merged config there (exp/mini/config.yaml).
+    Path(args.exp).mkdir(parents=True, exist_ok=True)
     cli_args = ["--config", args.config, f"--data.train_dir={Path(args.data) / 'train'}",
+                f"--trainer.default_root_dir={args.exp}",
                 *([] if not args.quiet else ["--trainer.enable_progress_bar=false"]),
                 *args.overrides]
     cli = cli_main(cli_args, run=False)

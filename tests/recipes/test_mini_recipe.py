@@ -28,7 +28,7 @@ def test_mini_recipe_smoke(tiny_corpus, tmp_path):
     saved = json.loads((tmp_path / "exp" / "results.json").read_text())
     assert KEYS <= set(saved) and saved["model"] == "ecapa_tdnn_tiny"
     assert 0.0 <= saved["eer"] <= 100.0 and saved["eer"] == results["eer"]
-    for name in ("det.png", "test_embeddings.npz", "model.pt"):
+    for name in ("det.png", "test_embeddings.npz", "model.pt", "config.yaml"):
         assert (tmp_path / "exp" / name).stat().st_size > 0
 
     from r2n_audio.inference.embedder import Embedder
