@@ -54,14 +54,10 @@ def trial_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 def score_trials_eer(trials, embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:
     """Plain cosine scores of ``trials`` (a :class:`~r2n_audio.data.manifests.Trials`) and their
     :func:`trial_metrics`; trials with a missing embedding are left out."""
-    keys = sorted(embeddings)
-    index = {k: i for i, k in enumerate(keys)}
-    emb = np.stack([embeddings[k] for k in keys]).astype(np.float64)
-    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    pairs = [(index[e], index[t], i) for i, (e, t) in enumerate(zip(trials.enroll, trials.test))
-             if e in index and t in index]
-    if not pairs:
+    from r2n_audio.scoring.cosine import score_trials
+
+    result = score_trials(trials, dict(embeddings))
+    valid = result.valid
+    if not valid.any():
         return {}
-    a, b, rows = (np.array(x) for x in zip(*pairs))
-    scores = np.einsum("ij,ij->i", emb[a], emb[b])
-    return trial_metrics(scores, np.asarray(trials.labels)[rows])
+    return trial_metrics(result.scores[valid], np.asarray(trials.labels)[valid])
