@@ -25,12 +25,12 @@ def _count(minimum: int):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``r2n-audio make-corpus``."""
     parser.add_argument("out_dir", type=Path, metavar="DIR", help="output folder")
-    parser.add_argument("--speakers", type=_count(0), default=200,
-                        help="training speakers (default 200)")
+    parser.add_argument("--speakers", type=_count(0), default=500,
+                        help="training speakers (default 500)")
     parser.add_argument("--test-speakers", type=_count(2), default=40,
                         help="held-out speakers for the trial list (default 40)")
-    parser.add_argument("--utts", type=_count(2), default=20,
-                        help="utterances per speaker (default 20)")
+    parser.add_argument("--utts", type=_count(2), default=8,
+                        help="utterances per speaker (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--min-seconds", type=float, default=2.0,
                         help="shortest utterance (default 2.0)")

@@ -282,9 +282,6 @@ class SpeakerModule(pl.LightningModule):
         from r2n_audio.inference.bundle import make_bundle
 
         sample_rate = int(self.frontend_config.get("sample_frequency", 16000))
-        bundle = make_bundle(self.backbone_name, self.model_args, self.backbone.state_dict(),
-                             self.frontend.config(), sample_rate=sample_rate,
-                             embedding_mean=embedding_mean, meta=meta)
-        # torch.__version__ is a TorchVersion object, which weights_only loading refuses.
-        bundle["versions"] = {k: str(v) for k, v in bundle["versions"].items()}
-        return bundle
+        return make_bundle(self.backbone_name, self.model_args, self.backbone.state_dict(),
+                           self.frontend.config(), sample_rate=sample_rate,
+                           embedding_mean=embedding_mean, meta=meta)

@@ -44,8 +44,12 @@ def parse_args(argv):
 
 
 def make_corpus_if_missing(args) -> float:
-    """Seconds spent making the corpus (0 when it was already there)."""
-    from r2n_audio.data.synthetic import make_corpus
+    """Seconds spent making the corpus (0 when an up-to-date one was already there).
+
+    A corpus from an older generator version is remade: its voices are not what this code
+    trains and reports on. A current one made with other sizes is kept (it may be on purpose).
+    """
+    from r2n_audio.data.synthetic import GENERATOR_VERSION, make_corpus
 
     data = Path(args.data)
     if (data / "corpus.json").is_file() and (data / "trials.txt").is_file():
@@ -53,10 +57,14 @@ def make_corpus_if_missing(args) -> float:
         wanted = (args.speakers, args.test_speakers, args.utts)
         found = (made.get("n_train_speakers"), made.get("n_test_speakers"),
                  made.get("utts_per_speaker"))
-        note = "" if found == wanted else (f"; note: made with {found[0]}+{found[1]} speakers x "
-                                           f"{found[2]}, not {wanted[0]}+{wanted[1]} x {wanted[2]}")
-        print(f"corpus: {data} (exists{note})")
-        return 0.0
+        if made.get("version") == GENERATOR_VERSION:
+            note = "" if found == wanted else (
+                f"; note: made with {found[0]}+{found[1]} speakers x {found[2]}, not "
+                f"{wanted[0]}+{wanted[1]} x {wanted[2]}")
+            print(f"corpus: {data} (exists{note})")
+            return 0.0
+        print(f"corpus: {data} was made by generator version {made.get('version')}, "
+              f"this is {GENERATOR_VERSION}: remaking it")
     print(f"corpus: making {data} ({args.speakers}+{args.test_speakers} speakers x {args.utts})")
     start = time.perf_counter()
     make_corpus(data, n_train_speakers=args.speakers, n_test_speakers=args.test_speakers,
