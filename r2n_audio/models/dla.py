@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from r2n_audio.models.pooling import StatisticsPooling
 from r2n_audio.models.registry import build, register_model
-from r2n_audio.models.res2net2d import Res2Bottleneck, mask4d, masked, masked_sequential, speaker_image
+from r2n_audio.models.res2net2d import Res2Bottleneck, SpeakerImageNet, mask4d, masked, masked_sequential
 
 __all__ = ["DlaBottle2neck", "DlaRoot", "DlaTree", "Res2NetDla"]
 
@@ -108,7 +108,7 @@ class DlaTree(nn.Module):
         return self.tree2(x1, lengths1, children)
 
 
-class Res2NetDla(nn.Module):
+class Res2NetDla(SpeakerImageNet):
     """Res2Net-DLA network (see the module doc).
 
     Parameters
@@ -174,17 +174,8 @@ class Res2NetDla(nn.Module):
             x, lengths = getattr(self, f"level{i}")(x, lengths)
         return x, lengths
 
-    def forward_frames(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Last level's map ``(B, channels[-1], F', T')`` (padded frames zeroed)."""
-        return self._trunk(*speaker_image(self, feats, lengths))[0]
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Speaker mode: ``feats (B, T, F)`` -> ``(B, embed_dim)``; classifier: images -> logits."""
-        if self.num_classes:
-            x, _ = self._trunk(x, None)
-            return self.fc(x.mean((2, 3), keepdim=True)).flatten(1)
-        x, lengths = self._trunk(*speaker_image(self, x, lengths))
-        return self.embedding(self.pool(x, lengths))
+    def _classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean((2, 3), keepdim=True)).flatten(1)  # fc is the official 1x1 conv
 
 
 @register_model

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from r2n_audio.models.layers import SqueezeExcite2d, check_lengths, strided_lengths, time_mask
 from r2n_audio.models.pooling import StatisticsPooling
 
-__all__ = ["Res2Bottleneck", "Bottle2neck", "BasicBlock", "BasicRes2Block", "ResNet2d", "masked", "mask4d", "masked_sequential", "speaker_image"]
+__all__ = ["Res2Bottleneck", "Bottle2neck", "BasicBlock", "BasicRes2Block", "ResNet2d", "masked", "mask4d", "masked_sequential", "speaker_image", "SpeakerImageNet"]
 
 
 def mask4d(lengths: torch.Tensor | None, frames: int, dtype: torch.dtype) -> torch.Tensor | None:
@@ -72,6 +72,27 @@ def speaker_image(model: nn.Module, feats: torch.Tensor, lengths: torch.Tensor |
 
 def _out_frames(frames: int, stride: int) -> int:
     return (frames - 1) // stride + 1
+
+
+class SpeakerImageNet(nn.Module):
+    """The forward shared by the 2-D trunks (:class:`ResNet2d`, the DLA network).
+
+    With ``num_classes > 0`` an image classifier (``images (B, C, H, W) -> logits``); otherwise a
+    speaker backbone on the fbank image: ``feats (B, T, F), lengths (B,) -> (B, embed_dim)``.
+    Subclasses define ``_trunk(x, lengths) -> (x, lengths)``, ``_classify(x) -> logits``,
+    ``pool`` and ``embedding``.
+    """
+
+    def forward_frames(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Last stage's map ``(B, C, F', T')`` (padded frames zeroed)."""
+        return self._trunk(*speaker_image(self, feats, lengths))[0]
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Speaker mode: ``feats (B, T, F)`` -> ``(B, embed_dim)``; classifier: images -> logits."""
+        if self.num_classes:
+            return self._classify(self._trunk(x, None)[0])
+        x, lengths = self._trunk(*speaker_image(self, x, lengths))
+        return self.embedding(self.pool(x, lengths))
 
 
 class Res2Bottleneck(nn.Module):
@@ -227,7 +248,7 @@ class Downsample(nn.Sequential):
 _BLOCKS = {"bottle2neck": Bottle2neck, "basic_res2": BasicRes2Block, "basic": BasicBlock}
 
 
-class ResNet2d(nn.Module):
+class ResNet2d(SpeakerImageNet):
     """ResNet-style trunk taking a block: the 2-D Res2Net family and its speech-sized variants.
 
     Parameters
@@ -324,14 +345,5 @@ class ResNet2d(nn.Module):
                 x, lengths = block(x, lengths)
         return x, lengths
 
-    def forward_frames(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Last stage's map ``(B, C, F', T')`` (padded frames zeroed)."""
-        return self._trunk(*speaker_image(self, feats, lengths))[0]
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Speaker mode: ``feats (B, T, F)`` -> ``(B, embed_dim)``; classifier: images -> logits."""
-        if self.num_classes:
-            x, _ = self._trunk(x, None)
-            return self.fc(x.mean((2, 3)))
-        x, lengths = self._trunk(*speaker_image(self, x, lengths))
-        return self.embedding(self.pool(x, lengths))
+    def _classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean((2, 3)))
