@@ -33,15 +33,9 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _available_commands() -> dict[str, object]:
-    modules = {}
-    for name, module in COMMANDS.items():
-        try:
-            modules[name] = importlib.import_module(f"r2n_audio.commands.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"r2n_audio.commands.{module}":
-                raise
-    return modules
+def _command_modules() -> dict[str, object]:
+    return {name: importlib.import_module(f"r2n_audio.commands.{module}")
+            for name, module in COMMANDS.items()}
 
 
 def _build_parser(modules: dict[str, object]) -> argparse.ArgumentParser:
@@ -61,7 +55,7 @@ def _build_parser(modules: dict[str, object]) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``r2n-audio`` with ``argv`` (defaults to ``sys.argv[1:]``) and return the exit code."""
-    parser = _build_parser(_available_commands())
+    parser = _build_parser(_command_modules())
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
