@@ -128,8 +128,9 @@ def write_outputs(args, module, results, systems, test_embeddings, mean) -> None
     atomic_write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
     plot_det(exp / "det.png", systems, title="mini corpus, held-out speakers")
     save_embeddings(exp / "test_embeddings.npz", test_embeddings)
-    save_bundle(module.cpu().bundle(embedding_mean=torch.from_numpy(mean),
-                                    meta={"recipe": "mini", "results": results}),
+    meta = {"recipe": "mini", "results": results,
+            "threshold": results["threshold_eer_no_asnorm"]}  # the EER point of plain cosine
+    save_bundle(module.cpu().bundle(embedding_mean=torch.from_numpy(mean), meta=meta),
                 exp / "model.pt")
 
 
@@ -154,6 +155,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     corpus_seconds = make_corpus_if_missing(args)
     from r2n_audio.scoring.baseline import baseline_eer
+    from r2n_audio.scoring.metrics import compute_eer
 
     t = time.perf_counter()
     baseline = baseline_eer(Path(args.data) / "test", Path(args.data) / "trials.txt")
@@ -167,6 +169,8 @@ def main(argv=None) -> dict:
         "eer_no_asnorm": metrics["plain"]["eer"],
         "min_dcf_0.01_no_asnorm": metrics["plain"]["min_dcf_0.01"],
         "min_dcf_0.05_no_asnorm": metrics["plain"]["min_dcf_0.05"],
+        # The bundle subtracts the same training mean, so `r2n-audio verify` decides with this.
+        "threshold_eer_no_asnorm": compute_eer(*systems["cosine"])[1],
         "baseline_eer": baseline, "model": module.backbone_name,
         "params": sum(p.numel() for p in module.backbone.parameters()),
         "trials": str(Path(args.data) / "trials.txt"), "n_trials": len(systems["cosine"][1]),

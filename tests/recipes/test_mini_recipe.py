@@ -18,7 +18,7 @@ KEYS = {"eer", "min_dcf_0.01", "min_dcf_0.05", "model", "params", "train_seconds
 
 
 @pytest.mark.recipe
-def test_mini_recipe_smoke(tiny_corpus, tmp_path):
+def test_mini_recipe_smoke(tiny_corpus, tmp_path, capsys):
     main = runpy.run_path(str(RUN))["main"]
     results = main(["--data", str(tiny_corpus), "--exp", str(tmp_path / "exp"), "--quiet",
                     "--cohort-utts", "2", "--",
@@ -36,6 +36,14 @@ def test_mini_recipe_smoke(tiny_corpus, tmp_path):
     embedder = Embedder.from_pretrained(tmp_path / "exp" / "model.pt", device="cpu")
     wav = next((tiny_corpus / "wav").rglob("*.wav"))
     assert embedder.embed_file(wav).shape == (embedder.embed_dim,)
+
+    # The bundle carries the EER threshold of plain cosine scoring, so verify can decide.
+    from r2n_audio.cli import main as cli
+
+    assert cli(["verify", str(wav), str(wav), "--model", str(tmp_path / "exp" / "model.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "decision: same speaker" in out and "the bundle's meta" in out
+    assert f"{saved['threshold_eer_no_asnorm']:.6f}"[:6] in out
 
 
 @pytest.mark.slow
