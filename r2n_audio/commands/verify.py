@@ -43,15 +43,14 @@ def _llr(path: str, score: float) -> float:
 
 def run(args: argparse.Namespace) -> int:
     """Embed both files, score, decide."""
-    import numpy as np
-
     from r2n_audio.inference.bundle import load_bundle
     from r2n_audio.inference.embedder import Embedder
+    from r2n_audio.scoring.cosine import normalize
 
     bundle = load_bundle(args.model)
     embedder = Embedder.from_pretrained(bundle, device=args.device)
-    a, b = embedder.embed_files([args.audio_a, args.audio_b])
-    score = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+    a, b = normalize(embedder.embed_files([args.audio_a, args.audio_b]))
+    score = float(a @ b)  # the cosine, as `r2n-audio score` computes it
     print(f"score: {score:.6f} (cosine)")
     if args.calibration is not None:
         llr = _llr(args.calibration, score)

@@ -122,18 +122,23 @@ class _WsResNet34(nn.Module):
         return self.seg_1(stats)
 
 
-def test_resnet34_is_wespeaker_resnet34_one_to_one():
-    torch.manual_seed(0)
-    reference = _WsResNet34().eval()
-    _randomise_batchnorm(reference)
-    ours = create_model("resnet34").eval()
-    assert _count(ours) == _count(reference) == 6_634_336
+def _assert_wespeaker_port(ours: nn.Module, reference: nn.Module, params: int) -> None:
+    """Same parameter count, WeSpeaker's weights load strictly after the two renames, and the
+    same embeddings on a random fbank batch."""
+    assert _count(ours) == _count(reference) == params
     mapped = {k.replace("shortcut.", "downsample.").replace("seg_1.", "embedding."): v
               for k, v in reference.state_dict().items()}
     ours.load_state_dict(mapped, strict=True)
     x = torch.randn(2, 64, 80)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), reference(x), atol=1e-4, rtol=1e-4)
+
+
+def test_resnet34_is_wespeaker_resnet34_one_to_one():
+    torch.manual_seed(0)
+    reference = _WsResNet34().eval()
+    _randomise_batchnorm(reference)
+    _assert_wespeaker_port(create_model("resnet34").eval(), reference, 6_634_336)
 
 
 # --- WeSpeaker's Res2Net34_Base (wespeaker/models/res2net.py: BasicBlockRes2Net, scale 2,
@@ -176,11 +181,4 @@ def test_res2net34_w32_s2_is_wespeaker_res2net34_base_one_to_one():
     reference.seg_1 = nn.Linear(10 * 32 * 8 * 2 * 2, 256)
     reference.eval()
     _randomise_batchnorm(reference)
-    ours = create_model("res2net34_w32_s2").eval()
-    assert _count(ours) == _count(reference) == 4_689_024
-    mapped = {k.replace("shortcut.", "downsample.").replace("seg_1.", "embedding."): v
-              for k, v in reference.state_dict().items()}
-    ours.load_state_dict(mapped, strict=True)
-    x = torch.randn(2, 64, 80)
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), reference(x), atol=1e-4, rtol=1e-4)
+    _assert_wespeaker_port(create_model("res2net34_w32_s2").eval(), reference, 4_689_024)
