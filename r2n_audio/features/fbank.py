@@ -27,84 +27,10 @@ import torch
 from torch import Tensor, nn
 
 from r2n_audio.errors import R2NError
+from r2n_audio.features.spectral import (EPS, WINDOW_TYPES, kaldi_mel_banks, kaldi_window,
+                                         mel_bands, real_dft)
 
 __all__ = ["Fbank", "CMN", "kaldi_mel_banks", "WINDOW_TYPES"]
-
-WINDOW_TYPES = ("hamming", "hanning", "povey", "rectangular", "blackman")
-# Kaldi floors log arguments at float32 epsilon whatever the dtype (torchaudio does the same).
-_EPS = torch.finfo(torch.float32).eps
-
-
-def _mel(freq: Tensor) -> Tensor:
-    return 1127.0 * (1.0 + freq / 700.0).log()
-
-
-def kaldi_mel_banks(num_bins: int, padded_window_size: int, sample_frequency: float,
-                    low_freq: float, high_freq: float) -> Tensor:
-    """Kaldi's triangular mel filters (linear in mel), without VTLN.
-
-    Computed in float32 as Kaldi (``MelBanks``, BaseFloat) and torchaudio do: the rounding of
-    the mel edges moves weights by up to ~1e-5, which shows in float64 comparisons.
-
-    Returns
-    -------
-    banks : Tensor (num_bins, padded_window_size // 2 + 1), float32
-        Weights on the rfft bins; the Nyquist bin has weight 0, as in Kaldi.
-    """
-    nyquist = 0.5 * sample_frequency
-    if high_freq <= 0.0:
-        high_freq += nyquist  # Kaldi: a non-positive high_freq is an offset from Nyquist
-    if num_bins <= 3:
-        raise R2NError(f"num_mel_bins must be at least 4, got {num_bins}")
-    if not (0.0 <= low_freq < nyquist and 0.0 < high_freq <= nyquist and low_freq < high_freq):
-        raise R2NError(f"bad mel range: low_freq {low_freq} and high_freq {high_freq} must satisfy "
-                       f"0 <= low < high <= Nyquist ({nyquist} Hz)")
-    mel_low = 1127.0 * math.log(1.0 + low_freq / 700.0)
-    mel_high = 1127.0 * math.log(1.0 + high_freq / 700.0)
-    delta = (mel_high - mel_low) / (num_bins + 1)
-    bins = torch.arange(num_bins).unsqueeze(1)
-    left, center, right = (mel_low + (bins + k) * delta for k in (0.0, 1.0, 2.0))
-    fft_mel = _mel(sample_frequency / padded_window_size
-                   * torch.arange(padded_window_size // 2, dtype=torch.float32)).unsqueeze(0)
-    up = (fft_mel - left) / (center - left)
-    down = (right - fft_mel) / (right - center)
-    banks = torch.clamp(torch.minimum(up, down), min=0.0)
-    return nn.functional.pad(banks, (0, 1))
-
-
-def _bands(mel: Tensor, filters_per_band: int = 16) -> list[tuple[slice, slice]]:
-    """Split the mel matrix (rows, filters) into bands of filters and the rows they use."""
-    used = torch.nonzero(mel)
-    bands = []
-    for first in range(0, mel.shape[1], filters_per_band):
-        cols = slice(first, min(first + filters_per_band, mel.shape[1]))
-        rows = used[(used[:, 1] >= cols.start) & (used[:, 1] < cols.stop), 0]
-        rows = slice(int(rows.min()), int(rows.max()) + 1) if rows.numel() else slice(0, 1)
-        bands.append((rows, cols))
-    return bands
-
-
-def _dft(size: int, fft_size: int, device: torch.device) -> Tensor:
-    """Real DFT of ``size`` samples zero-padded to ``fft_size``: (size, 2 * bins) [cos | -sin]."""
-    n = torch.arange(size, dtype=torch.float64, device=device).unsqueeze(1)
-    k = torch.arange(fft_size // 2 + 1, dtype=torch.float64, device=device)
-    angle = (2 * math.pi / fft_size) * torch.remainder(n * k, fft_size)  # small, exact angles
-    return torch.cat([torch.cos(angle), -torch.sin(angle)], dim=1)
-
-
-def _window(window_type: str, size: int, blackman_coeff: float) -> Tensor:
-    """Kaldi's analysis windows (symmetric), float64."""
-    n = torch.arange(size, dtype=torch.float64)
-    a = 2 * math.pi / (size - 1)
-    if window_type == "hanning":
-        return 0.5 - 0.5 * torch.cos(a * n)
-    if window_type == "povey":  # a Hann window raised to 0.85: zero at both ends
-        return (0.5 - 0.5 * torch.cos(a * n)).pow(0.85)
-    if window_type == "hamming":
-        return 0.54 - 0.46 * torch.cos(a * n)
-    if window_type == "rectangular":
-        return torch.ones(size, dtype=torch.float64)
-    return blackman_coeff - 0.5 * torch.cos(a * n) + (0.5 - blackman_coeff) * torch.cos(2 * a * n)
 
 
 class Fbank(nn.Module):
@@ -168,14 +94,14 @@ class Fbank(nn.Module):
         self.num_features = self.num_mel_bins + int(self.use_energy)
         # float64 buffers, cast to the input dtype per call (a few kB), so float64 inputs keep
         # full precision; persistent=False keeps them out of state_dicts (they are derived).
-        self.register_buffer("window", _window(window_type, self.window_size, blackman_coeff),
+        self.register_buffer("window", kaldi_window(window_type, self.window_size, blackman_coeff),
                              persistent=False)
         banks = kaldi_mel_banks(self.num_mel_bins, self.padded_window_size, sample_frequency,
                                 low_freq, high_freq)
         mel = banks.T.double()
         self.register_buffer("mel_matrix", mel.repeat_interleave(2, 0) if use_power else mel,
                              persistent=False)
-        self._bands = _bands(self.mel_matrix)
+        self._bands = mel_bands(self.mel_matrix)
 
     def _check(self, window_type: str, preemph: float, sample_frequency: float) -> None:
         if window_type not in WINDOW_TYPES:
@@ -218,7 +144,7 @@ class Fbank(nn.Module):
         return x.gather(1, idx).unfold(1, self.window_size, self.window_shift)
 
     def _log_energy(self, frames: Tensor) -> Tensor:
-        energy = (frames * frames).sum(-1).clamp(min=_EPS).log()
+        energy = (frames * frames).sum(-1).clamp(min=EPS).log()
         if self.energy_floor > 0.0:
             energy = energy.clamp(min=math.log(self.energy_floor))
         return energy
@@ -229,9 +155,7 @@ class Fbank(nn.Module):
         return {"frame": like.new_empty(frames * self.window_size),
                 "padded": like.new_zeros(frames * self.padded_window_size),  # tails stay 0
                 "mel": like.new_empty(frames * self.num_mel_bins),
-                "power": like.new_empty(frames * (self.padded_window_size // 2 + 1)),
-                "spectrum": like.new_empty(frames * (self.padded_window_size // 2 + 1),
-                                           dtype=torch.promote_types(like.dtype, torch.complex64))}
+                "power": like.new_empty(frames * (self.padded_window_size // 2 + 1))}
 
     def _features(self, frames: Tensor, dest: Tensor, work: dict[str, Tensor],
                   consts: tuple[Tensor, list, torch.Generator | None]) -> None:
@@ -265,8 +189,9 @@ class Fbank(nn.Module):
         buf[..., :size].mul_(window)
         if self.use_energy and not self.raw_energy:
             energy = self._log_energy(buf)
-        spec = torch.fft.rfft(buf, out=work["spectrum"][:count * (buf.shape[-1] // 2 + 1)]
-                              .view(*shape, -1))
+        # A fresh rfft output (glibc reuses the block-sized allocation) beats out=, which
+        # computes into a temporary and copies.
+        spec = torch.fft.rfft(buf)
         parts = torch.view_as_real(spec).square_()
         if self.use_power:  # (re^2, im^2) pairs meet duplicated mel rows: no strided sum
             power = parts.view(count, -1)
@@ -278,7 +203,7 @@ class Fbank(nn.Module):
         for rows, cols, weights in mel_bands:
             torch.mm(power[:, rows], weights, out=mel[:, cols])
         if self.use_log_fbank:
-            mel.clamp_(min=_EPS).log_()
+            mel.clamp_(min=EPS).log_()
         mel = mel.view(*shape, -1)
         if energy is None:
             dest.copy_(mel)
@@ -354,8 +279,10 @@ class Fbank(nn.Module):
         work = self._workspace(max(frames[b].shape[:2].numel() for b in blocks), x)
         for block in blocks:
             self._features(frames[block], feats[block], work, consts)
-        invalid = torch.arange(num_frames, device=x.device) >= frame_lengths.unsqueeze(1)
-        return feats.masked_fill_(invalid.unsqueeze(-1), 0.0)
+        if bool((frame_lengths < num_frames).any()):  # fixed-length crops have no padding
+            invalid = torch.arange(num_frames, device=x.device) >= frame_lengths.unsqueeze(1)
+            feats.masked_fill_(invalid.unsqueeze(-1), 0.0)
+        return feats
 
     def _graph(self, x: Tensor, lengths: Tensor, frame_lengths: Tensor) -> Tensor:
         """The export path (ONNX, TorchScript tracing): shapes follow the data, frames are cut
@@ -379,12 +306,12 @@ class Fbank(nn.Module):
         frames = frames * self.window.to(x.dtype)
         if self.use_energy and not self.raw_energy:
             energy = self._log_energy(frames)
-        re, im = (frames.double() @ _dft(size, self.padded_window_size, x.device)).chunk(2, -1)
+        re, im = (frames.double() @ real_dft(size, self.padded_window_size, x.device)).chunk(2, -1)
         power = (re * re + im * im).to(x.dtype)
         power = power if self.use_power else power.sqrt()
         feats = power @ self.mel_matrix[::2 if self.use_power else 1].to(x.dtype)
         if self.use_log_fbank:
-            feats = feats.clamp(min=_EPS).log()
+            feats = feats.clamp(min=EPS).log()
         if energy is not None:
             parts = (feats, energy.unsqueeze(-1))
             feats = torch.cat(parts if self.htk_compat else parts[::-1], dim=-1)

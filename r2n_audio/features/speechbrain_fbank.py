@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from r2n_audio.features.spectral import real_dft
+
 __all__ = ["SpeechBrainFrontend"]
 
 
@@ -106,15 +108,11 @@ class SpeechBrainFrontend(nn.Module):
         ONNX has no complex FFT that every runtime implements; a float64 matmul is exact enough
         that the exported graph matches the eager ``torch.stft`` path to float32 rounding.
         """
-        n_stft = self.n_fft // 2 + 1
         win = torch.zeros(self.n_fft, dtype=torch.float64)
         offset = (self.n_fft - self.win_samples) // 2  # torch.stft centres a shorter window
         win[offset:offset + self.win_samples] = torch.hamming_window(
             self.win_samples, dtype=torch.float64)
-        n = torch.arange(self.n_fft, dtype=torch.float64)[:, None]
-        k = torch.arange(n_stft, dtype=torch.float64)[None, :]
-        angle = 2 * math.pi * n * k / self.n_fft
-        return torch.cat([win[:, None] * torch.cos(angle), -win[:, None] * torch.sin(angle)], 1)
+        return win[:, None] * real_dft(self.n_fft, self.n_fft)
 
     # ------------------------------------------------------------------ forward
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
