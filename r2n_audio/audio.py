@@ -45,13 +45,24 @@ def _check_exists(path: Path) -> None:
         raise AudioError(path, "is a directory, not an audio file")
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
-    """Decode ``path`` to float32 ``(N, C)`` and its sample rate, mapping decoder errors."""
+def _read(path: Path, offset: float = 0.0, duration: float | None = None
+          ) -> tuple[np.ndarray, int]:
+    """Decode ``path`` (or ``duration`` seconds of it from ``offset``) to float32 ``(N, C)``
+    and its sample rate, mapping decoder errors."""
     _check_exists(path)
     _report_once("soundfile", "decoding audio with soundfile %s (libsndfile %s)",
                  sf.__version__, sf.__libsndfile_version__, level=logging.DEBUG)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            sr = f.samplerate
+            if offset or duration is not None:
+                start = round(offset * sr)
+                if offset < 0 or start >= f.frames:
+                    raise AudioError(path, f"offset {offset:.3f} s is outside the file "
+                                           f"({f.frames / sr:.3f} s)")
+                f.seek(start)
+            frames = -1 if duration is None else max(1, round(duration * sr))
+            data = f.read(frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise AudioError(path, f"cannot decode audio ({err}); expected one of "
                                f"{', '.join(AUDIO_EXTENSIONS)}") from None
@@ -78,9 +89,10 @@ def _mono(path: Path, data: np.ndarray) -> np.ndarray:
 
 
 def load_audio(
-    path: str | os.PathLike, sample_rate: int = 16000, min_seconds: float = 0.1
+    path: str | os.PathLike, sample_rate: int = 16000, min_seconds: float = 0.1,
+    offset: float = 0.0, duration: float | None = None,
 ) -> torch.Tensor:
-    """Load an audio file as a mono float waveform at ``sample_rate``.
+    """Load an audio file (or a stretch of it) as a mono float waveform at ``sample_rate``.
 
     Parameters
     ----------
@@ -90,6 +102,9 @@ def load_audio(
         Output rate in Hz; other rates are resampled (windowed sinc, torchaudio's default).
     min_seconds : float
         Shortest accepted duration, measured before resampling.
+    offset, duration : float
+        Read only ``duration`` seconds (``None``: to the end) from ``offset`` seconds: the
+        decoder seeks, so a few seconds of a long file cost what a few seconds cost.
 
     Returns
     -------
@@ -99,13 +114,13 @@ def load_audio(
     Raises
     ------
     AudioError
-        Missing or unreadable file, zero samples, NaN/Inf samples, or shorter than
-        ``min_seconds``.
+        Missing or unreadable file, zero samples, NaN/Inf samples, shorter than
+        ``min_seconds``, or ``offset`` outside the file.
     """
     import torch  # lazy: manifests and scoring import this module without needing torch
 
     path = Path(path)
-    data, sr = _read(path)
+    data, sr = _read(path, offset, duration)
     _validate(path, data, sr, min_seconds)
     wave = torch.from_numpy(_mono(path, data))
     if sr != sample_rate:

@@ -92,3 +92,21 @@ def test_duration_errors(tmp_path):
     bad.write_bytes(b"fLaC garbage")
     with pytest.raises(AudioError, match="header"):
         audio_duration(bad)
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac"])
+def test_offset_and_duration_read_a_stretch(make_wav, ext):
+    path = make_wav(f"long.{ext}", seconds=3.0, sr=16000)
+    full, _ = sf.read(path, dtype="float32")  # reference: soundfile's whole-file decode
+    part = load_audio(path, offset=1.25, duration=0.5)
+    assert torch.equal(part, torch.from_numpy(full[20000:28000]))
+    assert torch.equal(load_audio(path, offset=2.5), torch.from_numpy(full[40000:]))
+    with pytest.raises(AudioError, match=r"long\.%s: offset 3\.500 s is outside" % ext):
+        load_audio(path, offset=3.5, duration=0.5)
+
+
+def test_stretch_of_an_off_rate_file_is_resampled(make_wav):
+    path = make_wav("off.wav", seconds=2.0, sr=8000)
+    full, _ = sf.read(path, dtype="float32")
+    expected = taf.resample(torch.from_numpy(full[4000:12000]), 8000, 16000)
+    assert torch.allclose(load_audio(path, offset=0.5, duration=1.0), expected, atol=1e-6)

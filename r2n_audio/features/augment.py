@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from r2n_audio.audio import AUDIO_EXTENSIONS, load_audio
+from r2n_audio.audio import AUDIO_EXTENSIONS, audio_duration, load_audio
 from r2n_audio.errors import R2NError
 
 __all__ = ["AddNoise", "Reverberate", "SpeedPerturb", "SpecAugment", "AugmentChain", "OneOf",
@@ -50,6 +50,7 @@ class _Random(nn.Module):
             raise R2NError(f"augmentation probability must be in [0, 1], got {p}")
         self.p = float(p)
         self.rng = np.random.default_rng(seed)
+        self._durations: dict[str, float] = {}  # header reads, once per file
 
     def reseed(self, seed: int | None) -> None:
         """Restart the generator (``None``: fresh OS entropy)."""
@@ -59,12 +60,22 @@ class _Random(nn.Module):
         return self.p > 0.0 and self.rng.random() < self.p
 
     def _segment(self, path: str, length: int, sample_rate: int) -> Tensor:
-        """A random ``length``-sample stretch of a file, tiled when the file is shorter."""
-        wave = load_audio(path, sample_rate, min_seconds=0.0)
-        if wave.numel() < length:
+        """A random ``length``-sample stretch of a file, tiled when the file is shorter.
+
+        Only the stretch is decoded: MUSAN music files run for minutes, a crop for seconds.
+        """
+        if path not in self._durations:
+            self._durations[path] = audio_duration(path)
+        spare = self._durations[path] - length / sample_rate
+        if spare <= 0.0:
+            wave = load_audio(path, sample_rate, min_seconds=0.0)
             wave = wave.repeat(math.ceil(length / wave.numel()))
-        start = int(self.rng.integers(0, wave.numel() - length + 1))
-        return wave[start:start + length]
+            start = int(self.rng.integers(0, wave.numel() - length + 1))
+            return wave[start:start + length]
+        wave = load_audio(path, sample_rate, min_seconds=0.0,
+                          offset=float(self.rng.uniform(0.0, spare)), duration=length / sample_rate)
+        # Rounding at the file's own rate can leave a sample more or less after resampling.
+        return torch.nn.functional.pad(wave[:length], (0, max(0, length - wave.numel())))
 
 
 class AddNoise(_Random):

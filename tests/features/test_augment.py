@@ -153,3 +153,16 @@ def test_chain_and_one_of_reseed(musan, make_wav, speech, tmp_path):
         assert x.shape == speech.shape and torch.equal(x, y)
     b.reseed(12)
     assert any(not torch.equal(a(speech), b(speech)) for _ in range(5))
+
+
+def test_noise_from_a_long_file_is_a_contiguous_stretch_of_it(make_wav, rng, speech):
+    """Only the needed stretch is decoded: it must still be a stretch of the file."""
+    import soundfile as sf
+
+    long = make_wav("long/noise/n.wav", data=0.5 * rng.uniform(-1, 1, 10 * SR))
+    whole = torch.from_numpy(sf.read(long, dtype="float32")[0])
+    aug = AddNoise(long.parent.parent, categories={"noise": (5.0, 5.0)}, seed=3)
+    for _ in range(3):
+        segment = aug._segment(str(long), speech.numel(), SR)
+        starts = torch.nonzero(whole[:-speech.numel() + 1] == segment[0]).flatten().tolist()
+        assert any(torch.equal(whole[s:s + speech.numel()], segment) for s in starts)
