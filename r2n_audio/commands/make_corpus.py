@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="longest utterance (default 4.0)")
     parser.add_argument("--workers", type=_count(1),
                         help="worker processes (default: the CPUs available, at most 8)")
+    parser.add_argument("--no-augment-sets", dest="augment_sets", action="store_false",
+                        help="do not write the synthetic musan/ and rirs/ folders")
     parser.add_argument("--baseline", action="store_true",
                         help="also print the no-training baseline EER on the trials")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -50,11 +52,15 @@ def run(args: argparse.Namespace) -> int:
     info = make_corpus(
         args.out_dir, n_train_speakers=args.speakers, n_test_speakers=args.test_speakers,
         utts_per_speaker=args.utts, seed=args.seed, min_seconds=args.min_seconds,
-        max_seconds=args.max_seconds, workers=args.workers, progress=not args.quiet)
+        max_seconds=args.max_seconds, workers=args.workers, progress=not args.quiet,
+        augment_sets=args.augment_sets)
     print(f"made {info.n_utterances} utterances ({info.audio_seconds / 60:.1f} min of audio) "
           f"of {info.n_train_speakers} training + {info.n_test_speakers} held-out speakers "
           f"in {info.seconds:.1f} s -> {info.out_dir}")
     print(f"trials: {info.n_trials} ({info.out_dir / 'trials.txt'})")
+    if args.augment_sets:
+        print(f"augmentation: {info.out_dir / 'musan'} (noise, music, speech) and "
+              f"{info.out_dir / 'rirs'}")
     if args.baseline:
         from r2n_audio.scoring.baseline import baseline_eer
 

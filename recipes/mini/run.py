@@ -78,7 +78,11 @@ def train(args):
 
     # default_root_dir: LightningCLI saves the merged config there (exp/mini/config.yaml).
     Path(args.exp).mkdir(parents=True, exist_ok=True)
-    cli_args = ["--config", args.config, f"--data.train_dir={Path(args.data) / 'train'}",
+    data = Path(args.data)
+    # The corpus's synthetic MUSAN and RIR folders stand in for the real ones (see noises.py).
+    augment = [f"--data.{key}={data / folder}" for key, folder
+               in (("musan_dir", "musan"), ("rir_dir", "rirs")) if (data / folder).is_dir()]
+    cli_args = ["--config", args.config, f"--data.train_dir={data / 'train'}", *augment,
                 f"--trainer.default_root_dir={args.exp}",
                 *([] if not args.quiet else ["--trainer.enable_progress_bar=false"]),
                 *args.overrides]

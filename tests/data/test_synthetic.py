@@ -14,8 +14,8 @@ from r2n_audio.data.synthetic import GENERATOR_VERSION, make_corpus, make_trials
 from r2n_audio.errors import R2NError
 
 
-def _wav_bytes(root):
-    return {p.relative_to(root): p.read_bytes() for p in sorted((root / "wav").rglob("*.wav"))}
+def _wav_bytes(root, folder="wav"):
+    return {p.relative_to(root): p.read_bytes() for p in sorted((root / folder).rglob("*.wav"))}
 
 
 def test_layout_counts_and_consistency(tiny_corpus):
@@ -79,12 +79,17 @@ def test_make_trials_all_targets_and_matched_nontargets():
 
 def test_deterministic_whatever_the_workers(tmp_path):
     kwargs = dict(n_train_speakers=2, n_test_speakers=2, utts_per_speaker=4,
-                  min_seconds=0.5, max_seconds=0.8)
+                  min_seconds=0.5, max_seconds=0.8,
+                  augment_sets={"noise": 2, "music": 2, "speech": 2, "rir": 3})
     make_corpus(tmp_path / "a", seed=5, workers=1, **kwargs)
     make_corpus(tmp_path / "b", seed=5, workers=2, **kwargs)
     make_corpus(tmp_path / "c", seed=6, workers=1, **kwargs)
     a, b, c = (_wav_bytes(tmp_path / x) for x in "abc")
     assert len(a) == 16 and a == b
+    assert set(a) == set(c) and all(a[k] != c[k] for k in a)
+    a, b, c = ({**_wav_bytes(tmp_path / x, "musan"), **_wav_bytes(tmp_path / x, "rirs")}
+               for x in "abc")
+    assert len(a) == 9 and a == b
     assert set(a) == set(c) and all(a[k] != c[k] for k in a)
     for name in ("wav.scp", "utt2spk", "spk2utt", "trials.txt"):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
@@ -92,7 +97,7 @@ def test_deterministic_whatever_the_workers(tmp_path):
 
 def test_held_out_speakers_do_not_depend_on_training_count(tmp_path):
     kwargs = dict(n_test_speakers=2, utts_per_speaker=2, seed=1, min_seconds=0.5,
-                  max_seconds=0.6, workers=1)
+                  max_seconds=0.6, workers=1, augment_sets=False)
     make_corpus(tmp_path / "a", n_train_speakers=0, **kwargs)
     make_corpus(tmp_path / "b", n_train_speakers=3, **kwargs)
     a, b = _wav_bytes(tmp_path / "a"), _wav_bytes(tmp_path / "b")
@@ -146,3 +151,31 @@ def test_make_trials_samples_large_lists():
     pairs = list(zip(trials.enroll, trials.test))
     assert len(set(pairs)) == len(pairs) and pairs == sorted(pairs)
     assert all((e[:4] == t[:4]) == bool(y) for (e, t), y in zip(pairs, trials.labels))
+
+
+def test_augmentation_sets_feed_the_augmentation_modules(tiny_corpus):
+    """musan/ and rirs/ are in the layouts AddNoise and Reverberate read; babble is voiced
+    speech, each RIR starts with its direct path, music is tonal (peaky, unlike the noise)."""
+    import torch
+
+    from r2n_audio.features.augment import AddNoise, Reverberate
+
+    noise = AddNoise(tiny_corpus / "musan", seed=0)
+    assert {k: len(v) for k, v in noise.files.items()} == {"noise": 40, "music": 40,
+                                                         "speech": 40}
+    reverb = Reverberate(tiny_corpus / "rirs", seed=0)
+    assert len(reverb.files) == 200
+    for path in reverb.files[:20]:
+        rir, _ = sf.read(path)
+        assert np.argmax(np.abs(rir)) == 0
+    for path in noise.files["speech"][:3]:
+        assert 60.0 < _median_f0(sf.read(path)[0]) < 400.0
+
+    def peakiness(path):  # max / median of the long-term power spectrum, in dB
+        power = np.abs(np.fft.rfft(sf.read(path)[0][:16000 * 4])) ** 2
+        return 10 * np.log10(power.max() / np.median(power))
+
+    assert min(map(peakiness, noise.files["music"][:5])) > 40.0
+    wave = torch.zeros(16000)
+    wave[::400] = 1.0
+    assert noise(wave).shape == wave.shape and reverb(wave).shape == wave.shape

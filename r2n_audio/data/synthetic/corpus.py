@@ -7,6 +7,7 @@ Layout under ``out_dir``::
     train/{wav.scp,utt2spk,spk2utt}   training speakers (spk0001, ...)
     test/{wav.scp,utt2spk,spk2utt}    held-out speakers (tst0001, ...)
     trials.txt                   Kaldi trials over the held-out speakers
+    musan/ rirs/                 synthetic noise, music, babble and RIRs for augmentation
     corpus.json                  parameters, counts, generation time, speaker summaries
 
 Utterance keys are wav paths relative to ``wav/`` without the extension (``spk0001/u0003``).
@@ -38,6 +39,7 @@ from r2n_audio.data.manifests import (
     write_wav_scp,
 )
 from r2n_audio.data.synthetic.channel import channel_gain, record
+from r2n_audio.data.synthetic.noises import augmentation_jobs, write_augmentation_file
 from r2n_audio.data.synthetic.synth import SAMPLE_RATE, speak
 from r2n_audio.data.synthetic.voice import SpeakerVoice, sample_speaker
 from r2n_audio.errors import R2NError
@@ -47,7 +49,7 @@ __all__ = ["GENERATOR_VERSION", "CorpusInfo", "make_corpus", "make_trials",
 
 # Bumped whenever the same seed would give different audio: a corpus.json with another
 # version was made by another generator (a recipe can regenerate it).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 _TRAIN, _TEST = 0, 1
 _PREFIX = {_TRAIN: "spk", _TEST: "tst"}
 
@@ -158,8 +160,14 @@ def _check(n_train: int, n_test: int, utts: int, min_s: float, max_s: float) -> 
                        f"(got {min_s}, {max_s})")
 
 
+def _call(job: tuple) -> float:
+    writer, args = job
+    return writer(args)
+
+
 def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> float:
-    """Write every utterance, in a pool of ``workers`` processes; total seconds of audio."""
+    """Run every ``(writer, args)`` job in a pool of ``workers`` processes; the writers return
+    seconds of corpus audio, summed."""
     bar = None
     if progress:
         from tqdm import tqdm
@@ -167,13 +175,13 @@ def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> float:
         bar = tqdm(total=len(jobs), unit="utt", desc="make-corpus")
     total = 0.0
     if workers <= 1:
-        results = map(_write_utterance, jobs)
+        results = map(_call, jobs)
         pool = None
     else:
         # fork: the workers only run numpy/scipy, and fork does not re-import __main__.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         pool = multiprocessing.get_context(method).Pool(workers)
-        results = pool.imap_unordered(_write_utterance, jobs, chunksize=4)
+        results = pool.imap_unordered(_call, jobs, chunksize=4)
     try:
         for seconds in results:
             total += seconds
@@ -190,7 +198,8 @@ def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> float:
 def make_corpus(out_dir: str | os.PathLike, n_train_speakers: int = 500,
                 n_test_speakers: int = 40, utts_per_speaker: int = 8, seed: int = 0,
                 min_seconds: float = 2.0, max_seconds: float = 4.0,
-                workers: int | None = None, progress: bool = False) -> CorpusInfo:
+                workers: int | None = None, progress: bool = False,
+                augment_sets: bool | dict[str, int] = True) -> CorpusInfo:
     """Generate the synthetic corpus (see the module docstring for the layout).
 
     Parameters
@@ -211,6 +220,10 @@ def make_corpus(out_dir: str | os.PathLike, n_train_speakers: int = 500,
         Processes; defaults to the CPUs available (at most 8). 1 runs in this process.
     progress : bool
         Show a progress bar.
+    augment_sets : bool or dict
+        Also write ``musan/`` and ``rirs/``: synthetic noise, music, babble and room impulse
+        responses for training-time augmentation (:mod:`r2n_audio.data.synthetic.noises`);
+        a dict gives the number of files per kind (``noise``, ``music``, ``speech``, ``rir``).
 
     Returns
     -------
@@ -227,8 +240,12 @@ def make_corpus(out_dir: str | os.PathLike, n_train_speakers: int = 500,
             for u in range(utts_per_speaker):
                 key = f"{_PREFIX[group]}{i + 1:04d}/u{u + 1:04d}"
                 keys[group].append(key)
-                jobs.append((out / "wav" / f"{key}.wav", seed, group, i, u, min_seconds,
-                             max_seconds))
+                jobs.append((_write_utterance, (out / "wav" / f"{key}.wav", seed, group, i, u,
+                                                min_seconds, max_seconds)))
+    n_utterances = len(jobs)
+    if augment_sets:
+        counts = augment_sets if isinstance(augment_sets, dict) else None
+        jobs += [(write_augmentation_file, job) for job in augmentation_jobs(out, seed, counts)]
     if workers is None:
         workers = min(len(os.sched_getaffinity(0)), 8)
     audio_seconds = _run_jobs(jobs, max(1, min(workers, len(jobs) // 8)), progress)
@@ -237,7 +254,7 @@ def make_corpus(out_dir: str | os.PathLike, n_train_speakers: int = 500,
     _write_data_dir(out / "test", keys[_TEST], "../")
     trials = make_trials(spk2utt_from_utt2spk({k: k.split("/")[0] for k in keys[_TEST]}), seed)
     write_trials(out / "trials.txt", trials)
-    info = CorpusInfo(out, n_train_speakers, n_test_speakers, len(jobs), len(trials),
+    info = CorpusInfo(out, n_train_speakers, n_test_speakers, n_utterances, len(trials),
                       round(audio_seconds, 2), round(time.perf_counter() - start, 2))
     _write_json(out, info, seed, utts_per_speaker, min_seconds, max_seconds, workers, groups)
     return info
