@@ -21,7 +21,7 @@ from r2n_audio.errors import AudioError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioError", "load_audio", "audio_duration"]
+__all__ = ["AUDIO_EXTENSIONS", "AudioError", "load_audio", "load_random_segment", "audio_duration"]
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")
 
@@ -135,6 +135,40 @@ def load_audio(
         _report_once("clip", "clipping samples beyond [-1, 1] (peak %.3f in %s)", peak, path)
         wave = wave.clamp_(-1.0, 1.0)
     return wave
+
+
+def load_random_segment(path: str | os.PathLike, num_samples: int, sample_rate: int,
+                        rng: np.random.Generator, file_seconds: float | None = None
+                        ) -> torch.Tensor:
+    """``num_samples`` samples (N,) from a random offset of a file, decoding only that stretch.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    num_samples : int
+        Length wanted at ``sample_rate``.
+    sample_rate : int
+    rng : np.random.Generator
+        Draws the offset.
+    file_seconds : float, optional
+        The file's duration, if the caller already knows it (saves a header read).
+
+    Returns
+    -------
+    waveform : torch.Tensor (N,)
+        Exactly ``num_samples`` samples; the whole file (fewer samples, for the caller to pad
+        or tile) when it is not longer than that.
+    """
+    import torch
+
+    seconds = num_samples / sample_rate
+    total = audio_duration(path) if file_seconds is None else file_seconds
+    if total <= seconds:
+        return load_audio(path, sample_rate, min_seconds=0.0)
+    wave = load_audio(path, sample_rate, min_seconds=0.0,
+                      offset=float(rng.uniform(0.0, total - seconds)), duration=seconds)
+    # Rounding at the file's own rate can leave a sample more or less after resampling.
+    return torch.nn.functional.pad(wave[:num_samples], (0, max(0, num_samples - wave.numel())))
 
 
 def audio_duration(path: str | os.PathLike) -> float:

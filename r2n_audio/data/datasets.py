@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-from r2n_audio.audio import AudioError, audio_duration, load_audio
+from r2n_audio.audio import AudioError, audio_duration, load_audio, load_random_segment
 from r2n_audio.data.manifests import read_utt2spk, read_wav_scp
 from r2n_audio.errors import DataFormatError, R2NError
 
@@ -114,6 +114,7 @@ class TrainCropDataset(Dataset):
         self.crop_samples = int(round(crop_seconds * sample_rate))
         self.augment, self.speed_perturb = augment, speed_perturb
         self._random = _WorkerRandom(seed)
+        self._durations: dict[str, float] = {}
 
     @property
     def num_speakers(self) -> int:
@@ -129,23 +130,28 @@ class TrainCropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.keys)
 
-    def _crop(self, wave: Tensor, length: int, rng: np.random.Generator) -> Tensor:
-        if wave.numel() <= length:
-            return repeat_pad(wave, length)
-        start = int(rng.integers(0, wave.numel() - length + 1))
-        return wave[start:start + length]
+    def _crop(self, i: int, length: int, rng: np.random.Generator) -> Tensor:
+        """A random ``length``-sample stretch of utterance ``i``; a shorter file is tiled.
+
+        Only the stretch is decoded (the header gives the duration, once per file and
+        worker): a 2 s crop of a long recording costs what 2 s cost.
+        """
+        path = self.paths[i]
+        if path not in self._durations:
+            self._durations[path] = audio_duration(path)
+        wave = load_random_segment(path, length, self.sample_rate, rng, self._durations[path])
+        return repeat_pad(wave, length)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         rng = self._random.get(self.augment, self.speed_perturb)
-        wave = load_audio(self.paths[i], self.sample_rate, min_seconds=0.0)
         label = self.labels[i]
         if self.speed_perturb is None:
-            wave = self._crop(wave, self.crop_samples, rng)
+            wave = self._crop(i, self.crop_samples, rng)
         else:
             # Crop what becomes crop_samples after the speed change, then fix the length.
             k = self.speed_perturb.choose()
             need = math.ceil(self.crop_samples * self.speed_perturb.speeds[k]) + 1
-            wave = self.speed_perturb.apply(self._crop(wave, need, rng), k)
+            wave = self.speed_perturb.apply(self._crop(i, need, rng), k)
             wave = repeat_pad(wave, self.crop_samples)
             label += k * self.num_speakers
         if self.augment is not None:

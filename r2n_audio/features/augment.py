@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from r2n_audio.audio import AUDIO_EXTENSIONS, audio_duration, load_audio
+from r2n_audio.audio import AUDIO_EXTENSIONS, audio_duration, load_audio, load_random_segment
 from r2n_audio.errors import R2NError
 
 __all__ = ["AddNoise", "Reverberate", "SpeedPerturb", "SpecAugment", "AugmentChain", "OneOf",
@@ -66,16 +66,12 @@ class _Random(nn.Module):
         """
         if path not in self._durations:
             self._durations[path] = audio_duration(path)
-        spare = self._durations[path] - length / sample_rate
-        if spare <= 0.0:
-            wave = load_audio(path, sample_rate, min_seconds=0.0)
-            wave = wave.repeat(math.ceil(length / wave.numel()))
+        wave = load_random_segment(path, length, sample_rate, self.rng, self._durations[path])
+        if wave.numel() < length:  # tile from a random phase
+            wave = wave.repeat(math.ceil(length / wave.numel()) + 1)
             start = int(self.rng.integers(0, wave.numel() - length + 1))
-            return wave[start:start + length]
-        wave = load_audio(path, sample_rate, min_seconds=0.0,
-                          offset=float(self.rng.uniform(0.0, spare)), duration=length / sample_rate)
-        # Rounding at the file's own rate can leave a sample more or less after resampling.
-        return torch.nn.functional.pad(wave[:length], (0, max(0, length - wave.numel())))
+            wave = wave[start:start + length]
+        return wave
 
 
 class AddNoise(_Random):
