@@ -179,3 +179,25 @@ def test_augmentation_sets_feed_the_augmentation_modules(tiny_corpus):
     wave = torch.zeros(16000)
     wave[::400] = 1.0
     assert noise(wave).shape == wave.shape and reverb(wave).shape == wave.shape
+
+
+def test_articulation_traits_reach_the_tracks():
+    """A speaker's vowel-space size spreads F1/F2 and fric_shift moves every noise centre:
+    the same text (same generator state) for versions of one voice that differ in one trait."""
+    import dataclasses
+
+    from r2n_audio.data.synthetic import speaker_voice
+    from r2n_audio.data.synthetic.phonetics import utterance_tracks
+
+    voice = dataclasses.replace(speaker_voice(0, 1, 0), nasality=0.0)
+    tracks = {name: utterance_tracks(dataclasses.replace(voice, **change),
+                                     np.random.default_rng(4), 400, 0.008)
+              for name, change in {"wide": dict(vowel_space=1.3),
+                                   "narrow": dict(vowel_space=1.0 / 1.3),
+                                   "shifted": dict(vowel_space=1.0 / 1.3, fric_shift=1.2),
+                                   "plain": dict(vowel_space=1.0 / 1.3, fric_shift=1.0)}.items()}
+    vowels = (tracks["wide"].voicing > 0.5) & (tracks["wide"].nasal < 0.02)
+    spread = {k: np.log(tracks[k].formants[vowels, :2]).std(axis=0) for k in ("wide", "narrow")}
+    assert np.all(spread["wide"] > 1.3 * spread["narrow"])
+    np.testing.assert_allclose(tracks["shifted"].fric_shapes[1:, 0],
+                               1.2 * tracks["plain"].fric_shapes[1:, 0])

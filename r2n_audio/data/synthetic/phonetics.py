@@ -30,6 +30,7 @@ _VOWELS = {
     "3": (490, 1350, 1690),
 }
 VOWEL_NAMES = tuple(_VOWELS)
+_VOWEL_CENTRE = np.exp(np.log(np.array(list(_VOWELS.values()), float)[:, :2]).mean(axis=0))
 _VOWEL_INDEX = {v: i for i, v in enumerate(VOWEL_NAMES)}
 _DIPHTHONGS = (("a", "I"), ("E", "I"), ("O", "I"), ("a", "U"), ("V", "U"))
 
@@ -118,7 +119,10 @@ class _Builder:
 
 
 def _vowel_formants(voice: SpeakerVoice, name: str) -> np.ndarray:
-    return np.asarray(_VOWELS[name], float) * voice.vowel_offsets[_VOWEL_INDEX[name]]
+    f = np.asarray(_VOWELS[name], float) * voice.vowel_offsets[_VOWEL_INDEX[name]]
+    # The speaker's vowel-space size: F1 and F2 pushed from (or pulled to) the centre.
+    f[:2] = _VOWEL_CENTRE * (f[:2] / _VOWEL_CENTRE) ** voice.vowel_space
+    return f
 
 
 def _locus(place: str, next_vowel: np.ndarray) -> np.ndarray:
@@ -128,20 +132,22 @@ def _locus(place: str, next_vowel: np.ndarray) -> np.ndarray:
     return np.asarray(_LOCI[place], float)
 
 
-def _consonant(b: _Builder, c: str, vowel: np.ndarray, scale: float, ms: float, rng) -> None:
-    """Append consonant ``c`` next to a vowel with formants ``vowel``; ``ms`` = frames per ms."""
+def _consonant(b: _Builder, c: str, vowel: np.ndarray, scale: float, ms: float, rng,
+               fric_shift: float = 1.0) -> None:
+    """Append consonant ``c`` next to a vowel with formants ``vowel``; ``ms`` = frames per ms;
+    ``fric_shift`` moves the speaker's noise centres."""
     if c in _STOPS:
         place, fc, width, voiced = _STOPS[c]
         locus = _locus(place, vowel)
         fc = fc if fc else vowel[1] * 1.25
         b.add(rng.uniform(45, 90) * ms, locus, av=0.06 if voiced else 0.0)
-        b.add(1, locus, af=rng.uniform(0.4, 0.8), fric=(fc * scale, width))
+        b.add(1, locus, af=rng.uniform(0.4, 0.8), fric=(fc * scale * fric_shift, width))
         vot = rng.uniform(5, 15) if voiced else rng.uniform(35, 75)
         b.add(vot * ms, 0.5 * (locus + vowel), ah=0.15 if voiced else 0.3)
     elif c in _FRICATIVES:
         place, fc, width, amp, voiced = _FRICATIVES[c]
         b.add(rng.uniform(70, 130) * ms, _locus(place, vowel), av=0.25 if voiced else 0.0,
-              af=amp, fric=(fc * scale, width))
+              af=amp, fric=(fc * scale * fric_shift, width))
     elif c == "h":
         b.add(rng.uniform(50, 90) * ms, vowel, ah=0.3)
     elif c in _NASALS:
@@ -161,16 +167,17 @@ def _syllable(b: _Builder, voice: SpeakerVoice, rng, stressed: bool, final: bool
     targets = [_vowel_formants(voice, n) for n in names]
     if rng.random() < 0.8:
         onset = _ONSETS[rng.integers(len(_ONSETS))]
-        _consonant(b, onset, targets[0], scale, ms, rng)
+        _consonant(b, onset, targets[0], scale, ms, rng, voice.fric_shift)
         if onset in _STOPS and rng.random() < 0.2:
             _consonant(b, ("l", "r", "w")[rng.integers(3)], targets[0], scale, ms, rng)
     length = rng.uniform(70, 150) * (1.4 if stressed else 1.0) * (1.5 if final else 1.0)
     amp = 1.0 if stressed else rng.uniform(0.55, 0.85)
     for target in targets:
         b.add(length * ms / len(targets), target, av=amp, stress=float(stressed),
-              creak=float(creak))
+              creak=float(creak), nasal=voice.nasality)
     if rng.random() < 0.45:
-        _consonant(b, _CODAS[rng.integers(len(_CODAS))], targets[-1], scale, ms, rng)
+        _consonant(b, _CODAS[rng.integers(len(_CODAS))], targets[-1], scale, ms, rng,
+                   voice.fric_shift)
 
 
 def _segments(voice: SpeakerVoice, rng, n_frames: int, hop_s: float) -> _Builder:
@@ -243,7 +250,7 @@ def utterance_tracks(voice: SpeakerVoice, rng: np.random.Generator, n_frames: in
     scale = voice.vtl_scale * np.exp(rng.normal(0.0, 0.01))
     hi = np.broadcast_to(_REF_FORMANTS_HI, (n_frames, 2))
     formants = np.concatenate([per[:, :3], hi], axis=1) * scale * voice.formant_offsets
-    formants = np.exp(_smooth(np.log(formants), int(round(0.05 / hop_s))))
+    formants = np.exp(_smooth(np.log(formants), int(round(voice.transition_s / hop_s))))
     for k in range(1, 5):  # keep formants ordered with a minimum spacing
         formants[:, k] = np.maximum(formants[:, k], formants[:, k - 1] + 150.0 + 50.0 * k)
     nasal = _smooth(nasal, 5)
@@ -252,7 +259,7 @@ def utterance_tracks(voice: SpeakerVoice, rng: np.random.Generator, n_frames: in
     zero = np.where(zero > 0, zero, 1500.0 * voice.vtl_scale)
     return FrameTracks(
         formants=np.minimum(formants, 7600.0),
-        bandwidths=_REF_BANDWIDTHS * voice.bandwidth_scale * widen,
+        bandwidths=_REF_BANDWIDTHS * voice.bandwidth_scale * voice.bandwidth_profile * widen,
         f0=_pitch(voice, rng, stress, phrase, hop_s) * 2.0 ** (-creak * rng.uniform(0.6, 1.0)),
         creak=creak,
         voicing=_smooth(av, 3),

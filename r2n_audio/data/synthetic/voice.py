@@ -5,8 +5,9 @@ of the vocal tract (all formants scaled together, Fant 1960), speaker-specific d
 formants from the population's vowel targets (an "accent"), the fixed upper formants F4/F5 and
 the hypopharyngeal (piriform fossa) antiresonance near 4-5 kHz (Kitamura et al. 2005), the
 glottal source (mean pitch, pitch range, open quotient, return-phase tilt, breathiness, jitter,
-shimmer) and the speaking rate. The distributions are wide enough that speakers overlap on
-every single cue, as real speakers do.
+shimmer), the speaking rate and articulation habits (vowel-space size, fricative peaks,
+formant bandwidths, glide speed, nasality). The distributions are wide enough that speakers
+overlap on every single cue, as real speakers do.
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ class SpeakerVoice:
     creak : float
         Probability that a phrase ends in creak (vocal fry: pitch about an octave down, irregular
         periods and amplitudes), a habit some speakers have and others do not.
+    vowel_space : float
+        Expansion (> 1, hyperarticulation) or compression (< 1) of the F1-F2 vowel space
+        around its centre: speakers differ in vowel-space area as much as in its position.
+    fric_shift : float
+        Multiplies the centres of fricative and burst noise (a speaker's /s/ has its own peak).
+    bandwidth_profile : np.ndarray, shape (5,)
+        Per-formant bandwidth multipliers on top of ``bandwidth_scale``.
+    transition_s : float
+        Time over which formants glide between targets (articulatory speed).
+    nasality : float
+        Nasal coupling 0..1 carried into vowels (hypernasal speakers).
     """
 
     sex: str
@@ -78,6 +90,11 @@ class SpeakerVoice:
     fossa_depth: float
     rate: float
     creak: float
+    vowel_space: float
+    fric_shift: float
+    bandwidth_profile: np.ndarray
+    transition_s: float
+    nasality: float
 
     def summary(self) -> dict:
         """The scalar parameters as a JSON-ready dict (arrays left out)."""
@@ -124,4 +141,10 @@ def sample_speaker(rng: np.random.Generator) -> SpeakerVoice:
         fossa_depth=float(rng.uniform(0.3, 0.9)),
         rate=float(np.exp(rng.normal(0.0, 0.12))),
         creak=float(rng.uniform(0.0, 0.7) if rng.random() < 0.5 else 0.0),
+        # Drawn last, so the parameters above stay what generator version 2 drew.
+        vowel_space=float(np.exp(rng.normal(0.0, 0.12))),
+        fric_shift=float(np.exp(rng.normal(0.0, 0.1))),
+        bandwidth_profile=np.exp(rng.normal(0.0, 0.2, 5)),
+        transition_s=float(rng.uniform(0.035, 0.07)),
+        nasality=float(rng.uniform(0.0, 0.25) if rng.random() < 0.3 else 0.0),
     )
