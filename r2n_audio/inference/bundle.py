@@ -22,7 +22,6 @@ meta              free-form dict (training data, epochs, results, source toolkit
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import torch
 
 from r2n_audio import __version__
 from r2n_audio.atomic import atomic_path
+from r2n_audio.checkpoints import read_checkpoint
 from r2n_audio.errors import ModelError
 
 __all__ = ["BUNDLE_FORMAT", "make_bundle", "save_bundle", "load_bundle"]
@@ -75,7 +75,7 @@ def save_bundle(bundle: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def load_bundle(path: str | os.PathLike) -> dict[str, Any]:
-    """Load and validate a bundle with ``torch.load(weights_only=True)``.
+    """Load and validate a bundle (:func:`r2n_audio.checkpoints.read_checkpoint`, weights only).
 
     Raises
     ------
@@ -86,15 +86,7 @@ def load_bundle(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise ModelError(f"{path}: no such model bundle (make one with `r2n-audio import` or "
                          f"a training recipe)")
-    try:
-        bundle = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe pickle"
-        raise ModelError(f"{path}: refused to load: the file carries code or objects that are "
-                         f"not plain weights ({first[:160]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as err:
-        raise ModelError(f"{path}: not a readable torch file ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0][:160] if str(err) else ''})") from None
+    bundle = read_checkpoint(path, what="bundle")
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise ModelError(f"{path}: not an r2n-audio bundle (a raw checkpoint? convert it with "
                          f"`r2n-audio import`)")

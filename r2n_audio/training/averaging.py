@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 
 from r2n_audio.atomic import atomic_path
+from r2n_audio.checkpoints import read_checkpoint
 from r2n_audio.errors import ModelError
 
 __all__ = ["average_checkpoints", "last_checkpoints", "main"]
@@ -48,7 +49,7 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict:
     total: dict[str, torch.Tensor] = {}
     last = None
     for path in paths:
-        last = torch.load(path, map_location="cpu", weights_only=True)
+        last = read_checkpoint(path)
         for key, value in last["state_dict"].items():
             if torch.is_tensor(value) and value.is_floating_point():
                 total[key] = total.get(key, 0) + value.double()

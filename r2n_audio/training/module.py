@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from r2n_audio.checkpoints import read_checkpoint
 from r2n_audio.losses import CosineHead, build_loss
 from r2n_audio.training.evaluation import score_trials_eer
 
@@ -168,7 +169,7 @@ class SpeakerModule(pl.LightningModule):
             self._load_initial_weights(self.hparams.init_from)
 
     def _load_initial_weights(self, path: str) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path)
         if state.get("format") == "r2n-audio-bundle":  # an export bundle: the backbone only
             self.backbone.load_state_dict(state["state_dict"])
             return
