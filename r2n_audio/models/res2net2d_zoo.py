@@ -87,6 +87,40 @@ def resnet34(**overrides) -> ResNet2d:
     return _net(overrides, block="basic", **_SPEECH)
 
 
+def _bottleneck(overrides: dict, layers: tuple[int, ...], **defaults) -> ResNet2d:
+    # WeSpeaker's speaker Bottleneck (1x1 -> 3x3 (stride) -> 1x1 x4) is a Bottle2neck at scale 1
+    # and width 64: one 3x3 "split" (``convs.0`` / ``bns.0`` for WeSpeaker's ``conv2`` / ``bn2``).
+    return _net(overrides, **{**_SPEECH, "layers": layers, "base_width": 64, "scale": 1, **defaults})
+
+
+@register_model
+def resnet152(**overrides) -> ResNet2d:
+    """WeSpeaker's ResNet152 speaker model (bottleneck blocks [3, 8, 36, 3]): 19,814,880
+    parameters (speaker)."""
+    return _bottleneck(overrides, (3, 8, 36, 3))
+
+
+@register_model
+def resnet221(**overrides) -> ResNet2d:
+    """WeSpeaker's ResNet221 speaker model (bottleneck blocks [6, 16, 48, 3]): 23,792,224
+    parameters (speaker)."""
+    return _bottleneck(overrides, (6, 16, 48, 3))
+
+
+@register_model
+def resnet293(**overrides) -> ResNet2d:
+    """WeSpeaker's ResNet293 speaker model (bottleneck blocks [10, 20, 64, 3]): 28,626,016
+    parameters (speaker)."""
+    return _bottleneck(overrides, (10, 20, 64, 3))
+
+
+@register_model
+def resnet_bottleneck_tiny(**overrides) -> ResNet2d:
+    """Tiny layout of WeSpeaker's bottleneck ResNets (8 base channels, one block per stage) for
+    tests (speaker)."""
+    return _bottleneck(overrides, (1, 1, 1, 1), base_channels=8, embed_dim=64)
+
+
 @register_model
 def res2net34_w32_s2(**overrides) -> ResNet2d:
     """WeSpeaker's Res2Net34_Base (scale 2): 4,689,024 parameters (speaker). Its weights map one
