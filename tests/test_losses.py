@@ -17,12 +17,11 @@ def _np_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-logp[np.arange(len(labels)), labels].mean())
 
 
-def _np_aam_logits(cos: np.ndarray, labels: np.ndarray, s: float, m: float) -> np.ndarray:
-    out = cos.copy()
-    rows = np.arange(len(labels))
-    theta = np.arccos(np.clip(cos[rows, labels], -1, 1))
-    out[rows, labels] = np.cos(theta + m)
-    return s * out
+def _speechbrain_aam(margin: float, scale: float, easy_margin: bool = False):
+    """SpeechBrain's AdditiveAngularMargin and its log-softmax cross-entropy, the reference."""
+    losses = pytest.importorskip("speechbrain.nnet.losses")
+    aam = losses.AdditiveAngularMargin(margin=margin, scale=scale, easy_margin=easy_margin)
+    return aam, losses.LogSoftmaxWrapper(aam)
 
 
 @pytest.fixture
@@ -39,14 +38,32 @@ def test_aam_margin_zero_equals_cross_entropy_on_scaled_cosines(cos_labels):
     assert got == pytest.approx(_np_cross_entropy(30.0 * cos, labels), rel=1e-10)
 
 
-@pytest.mark.parametrize("m", [0.1, 0.2, 0.5])
-def test_aam_matches_arccos_reference(cos_labels, m):
-    cos, labels = cos_labels  # |cos| <= 0.9 keeps theta + m below pi for m <= 0.5
-    loss = AAMSoftmax(scale=32.0, margin=m)
-    got = loss.logits(torch.tensor(cos), torch.tensor(labels)).numpy()
-    np.testing.assert_allclose(got, _np_aam_logits(cos, labels, 32.0, m), rtol=1e-9, atol=1e-9)
-    ce = loss(torch.tensor(cos), torch.tensor(labels)).item()
-    assert ce == pytest.approx(_np_cross_entropy(_np_aam_logits(cos, labels, 32.0, m), labels))
+@pytest.mark.parametrize("m,easy", [(0.1, False), (0.2, False), (0.5, False), (0.2, True)])
+def test_aam_matches_speechbrain(rng, m, easy):
+    # Cosines over the whole range, so the branch past theta = pi - m is exercised too.
+    cos = torch.tensor(rng.uniform(-0.999, 0.999, size=(16, 10)), dtype=torch.float32)
+    labels = torch.tensor(rng.integers(0, 10, size=16))
+    aam, wrapped = _speechbrain_aam(m, 30.0, easy)
+    ours = AAMSoftmax(scale=30.0, margin=m, easy_margin=easy)
+    one_hot = torch.nn.functional.one_hot(labels, 10).float()
+    torch.testing.assert_close(ours.logits(cos, labels), aam(cos, one_hot), rtol=1e-5, atol=1e-4)
+    expected = wrapped(cos.unsqueeze(1), labels.unsqueeze(1))
+    torch.testing.assert_close(ours(cos, labels), expected, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_head_and_loss_are_fp32_under_bf16_autocast(rng):
+    head, loss = CosineHead(64, 50), AAMSoftmax(scale=32.0, margin=0.2)
+    emb = torch.tensor(rng.standard_normal((8, 64)), dtype=torch.float32)
+    labels = torch.tensor(rng.integers(0, 50, size=8))
+    ref_logits, ref_loss = loss.logits(head(emb), labels), loss(head(emb), labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cos = head(emb)
+        logits, value = loss.logits(cos, labels), loss(cos, labels)
+    assert cos.dtype == logits.dtype == value.dtype == torch.float32
+    # In bf16 the logits would be off by up to ~0.06 (steps of 2^-8 times the scale).
+    torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-5)
+    torch.testing.assert_close(value, ref_loss, rtol=0, atol=1e-6)
 
 
 def test_aam_past_pi_stays_monotone():
