@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from os import PathLike
 
-__all__ = ["R2NError", "AudioError", "DataFormatError", "ModelError"]
+__all__ = ["R2NError", "AudioError", "DataFormatError", "ModelError", "OutputError"]
 
 
 class R2NError(Exception):
@@ -47,3 +47,15 @@ class DataFormatError(R2NError):
 
 class ModelError(R2NError):
     """A model name, bundle or checkpoint cannot be used (unknown name, wrong kind, bad keys)."""
+
+
+class OutputError(R2NError):
+    """An output cannot be written: a read-only or full folder, or a path that is an input."""
+
+    def __init__(self, path: str | PathLike, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"cannot write {self.path}: {problem}")
+
+    def __reduce__(self):  # rebuilt from both fields when raised in a worker process
+        return type(self), (self.path, self.problem)
