@@ -73,11 +73,15 @@ def test_fifo_is_written_through_not_replaced(tmp_path: Path, through_link: bool
     assert sorted(os.listdir(tmp_path)) == sorted({"pipe", target.name})  # no temporary
 
 
-def test_dev_full_is_a_one_line_output_error() -> None:
+def test_a_full_device_is_a_one_line_output_error(tmp_path: Path) -> None:
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
-    with pytest.raises(OutputError, match=r"^cannot write /dev/full: No space left"):
-        atomic_write_text("/dev/full", "x" * 100_000)
+    # Through a link: a regression that renames over it then replaces the link, not /dev/full.
+    full = tmp_path / "full"
+    full.symlink_to("/dev/full")
+    with pytest.raises(OutputError, match=rf"^cannot write {full}: No space left on device"):
+        atomic_write_text(full, "x" * 100_000)
+    assert full.is_symlink()
 
 
 def test_symlink_to_a_regular_file_keeps_the_link(tmp_path: Path) -> None:
