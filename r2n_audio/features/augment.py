@@ -22,11 +22,24 @@ from r2n_audio.audio import AUDIO_EXTENSIONS, audio_duration, load_audio, load_r
 from r2n_audio.errors import R2NError
 
 __all__ = ["AddNoise", "Reverberate", "SpeedPerturb", "SpecAugment", "AugmentChain", "OneOf",
-           "MUSAN_SNR", "audio_files"]
+           "MUSAN_SNR", "NOISE_WEIGHTINGS", "audio_files"]
 
-# Per-category SNR ranges in dB, and babble speaker counts: Kaldi's VoxCeleb recipe and WeSpeaker.
-MUSAN_SNR = {"noise": (0.0, 15.0), "music": (5.0, 15.0), "speech": (13.0, 20.0)}
-_BABBLE_SPEAKERS = (3, 7)
+# Per-category SNR ranges in dB of WeSpeaker's VoxCeleb recipe (``add_reverb_noise`` in its
+# dataset/processor.py): one MUSAN file at a time, speech (babble) at 10-30 dB. Kaldi's recipe
+# instead sums 3-7 speech files at 13-20 dB; 3D-Speaker uses 0-15 dB for every category.
+MUSAN_SNR = {"noise": (0.0, 15.0), "music": (5.0, 15.0), "speech": (10.0, 30.0)}
+NOISE_WEIGHTINGS = ("files", "categories")
+
+
+def _preload(files: list[str], sample_rate: int) -> list[np.ndarray]:
+    """Decode every file once into int16 clips (half the memory of float32; DataLoader
+    workers forked afterwards share the pages instead of copying them)."""
+    return [np.round(load_audio(f, sample_rate, min_seconds=0.0).numpy() * 32767.0)
+            .astype(np.int16) for f in files]
+
+
+def _as_float(clip: np.ndarray) -> Tensor:
+    return torch.from_numpy(clip.astype(np.float32) * np.float32(1.0 / 32767.0))
 
 
 def audio_files(folder: str | os.PathLike, what: str) -> list[str]:
@@ -59,14 +72,21 @@ class _Random(nn.Module):
     def _fires(self) -> bool:
         return self.p > 0.0 and self.rng.random() < self.p
 
-    def _segment(self, path: str, length: int, sample_rate: int) -> Tensor:
-        """A random ``length``-sample stretch of a file, tiled when the file is shorter.
+    def _segment(self, source: str | np.ndarray, length: int, sample_rate: int) -> Tensor:
+        """A random ``length``-sample stretch of a file (or preloaded clip), tiled when it is
+        shorter.
 
         Only the stretch is decoded: MUSAN music files run for minutes, a crop for seconds.
         """
-        if path not in self._durations:
-            self._durations[path] = audio_duration(path)
-        wave = load_random_segment(path, length, sample_rate, self.rng, self._durations[path])
+        if isinstance(source, np.ndarray):
+            start = int(self.rng.integers(0, len(source) - length + 1)) \
+                if len(source) > length else 0
+            wave = _as_float(source[start:start + length])
+        else:
+            if source not in self._durations:
+                self._durations[source] = audio_duration(source)
+            wave = load_random_segment(source, length, sample_rate, self.rng,
+                                       self._durations[source])
         if wave.numel() < length:  # tile from a random phase
             wave = wave.repeat(math.ceil(length / wave.numel()) + 1)
             start = int(self.rng.integers(0, wave.numel() - length + 1))
@@ -82,14 +102,22 @@ class AddNoise(_Random):
     musan_dir : path
         Folder with ``noise/``, ``music/`` and/or ``speech/`` subfolders of audio files.
     categories : mapping of str to (float, float), optional
-        Category -> SNR range in dB (default :data:`MUSAN_SNR`); ``speech`` is babble: 3 to 7
-        speech files summed. Every named category must exist and hold audio.
+        Category -> SNR range in dB (default :data:`MUSAN_SNR`, WeSpeaker's). Every named
+        category must exist and hold audio.
     p : float
         Probability of adding noise to a call's waveform.
     sample_rate : int
         Rate the noise files are loaded at (the waveforms' rate).
     seed : int, optional
         Generator seed.
+    babble_speakers : (int, int)
+        How many ``speech`` files are summed into one babble, drawn uniformly in this range
+        (inclusive). ``(1, 1)``, one file, is WeSpeaker's and 3D-Speaker's; Kaldi uses ``(3, 7)``.
+    weighting : str
+        How a category is chosen: ``"files"`` (in proportion to its number of files, i.e. one
+        file drawn uniformly from the whole of MUSAN, as WeSpeaker and 3D-Speaker do; MUSAN's
+        930 noise / 660 music / 426 speech files give 46 / 33 / 21 %) or ``"categories"``
+        (each category equally likely).
 
     The SNR is exact on the output: ``10 log10(P(wave) / P(added))`` over the whole waveform
     equals the drawn value (no clipping is applied, so nothing moves it).
@@ -97,9 +125,16 @@ class AddNoise(_Random):
 
     def __init__(self, musan_dir: str | os.PathLike,
                  categories: dict[str, tuple[float, float]] | None = None, p: float = 1.0,
-                 sample_rate: int = 16000, seed: int | None = None) -> None:
+                 sample_rate: int = 16000, seed: int | None = None,
+                 babble_speakers: tuple[int, int] = (1, 1), weighting: str = "files") -> None:
         super().__init__(p, seed)
         categories = dict(MUSAN_SNR if categories is None else categories)
+        if weighting not in NOISE_WEIGHTINGS:
+            raise R2NError(f"noise weighting must be one of {NOISE_WEIGHTINGS}, got {weighting!r}")
+        low, high = (int(n) for n in babble_speakers)
+        if not 1 <= low <= high:
+            raise R2NError(f"babble_speakers must be (low, high) with 1 <= low <= high, "
+                           f"got {tuple(babble_speakers)}")
         if not Path(musan_dir).is_dir():
             raise R2NError(f"{musan_dir}: MUSAN folder not found (expected noise/, music/, "
                            f"speech/ inside)")
@@ -113,10 +148,14 @@ class AddNoise(_Random):
             raise R2NError("; ".join(problems) + " (pass categories= to use a subset)")
         self.snr = {c: (float(lo), float(hi)) for c, (lo, hi) in categories.items()}
         self.sample_rate = int(sample_rate)
+        self.babble_speakers = (low, high)
+        sizes = np.array([len(f) for f in self.files.values()], dtype=float)
+        weights = sizes if weighting == "files" else np.ones_like(sizes)
+        self.probabilities = dict(zip(self.files, weights / weights.sum()))
 
     def _noise(self, category: str, length: int) -> Tensor:
         files = self.files[category]
-        count = int(self.rng.integers(_BABBLE_SPEAKERS[0], _BABBLE_SPEAKERS[1] + 1)) \
+        count = int(self.rng.integers(self.babble_speakers[0], self.babble_speakers[1] + 1)) \
             if category == "speech" else 1
         picks = self.rng.choice(len(files), size=count, replace=count > len(files))
         return sum(self._segment(files[i], length, self.sample_rate) for i in picks)
@@ -132,7 +171,8 @@ class AddNoise(_Random):
         """Return ``wave (N,)`` with noise added (with probability ``p``)."""
         if not self._fires():
             return wave
-        category = list(self.files)[int(self.rng.integers(len(self.files)))]
+        names = list(self.probabilities)
+        category = names[int(self.rng.choice(len(names), p=list(self.probabilities.values())))]
         snr = float(self.rng.uniform(*self.snr[category]))
         return self.add(wave, self._noise(category, wave.numel()), snr)
 
@@ -147,15 +187,17 @@ class Reverberate(_Random):
     ----------
     rir_dir : path
         Folder searched recursively for RIR audio (e.g. ``RIRS_NOISES/simulated_rirs``).
-    p, sample_rate, seed
+    p, sample_rate, seed, preload
         As in :class:`AddNoise`.
     """
 
     def __init__(self, rir_dir: str | os.PathLike, p: float = 1.0, sample_rate: int = 16000,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, preload: bool = False) -> None:
         super().__init__(p, seed)
         self.files = audio_files(rir_dir, "RIR")
         self.sample_rate = int(sample_rate)
+        if preload:
+            self.files = _preload(self.files, self.sample_rate)
 
     @staticmethod
     def convolve(wave: Tensor, rir: Tensor) -> Tensor:
@@ -171,8 +213,10 @@ class Reverberate(_Random):
         """Return ``wave (N,)`` reverberated (with probability ``p``)."""
         if not self._fires():
             return wave
-        path = self.files[int(self.rng.integers(len(self.files)))]
-        return self.convolve(wave, load_audio(path, self.sample_rate, min_seconds=0.0))
+        rir = self.files[int(self.rng.integers(len(self.files)))]
+        if isinstance(rir, np.ndarray):
+            return self.convolve(wave, _as_float(rir))
+        return self.convolve(wave, load_audio(rir, self.sample_rate, min_seconds=0.0))
 
 
 class SpeedPerturb(_Random):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from r2n_audio.errors import R2NError
-from r2n_audio.features.augment import (AddNoise, AugmentChain, OneOf, Reverberate,
+from r2n_audio.features.augment import (MUSAN_SNR, AddNoise, AugmentChain, OneOf, Reverberate,
                                         SpecAugment, SpeedPerturb)
 
 SR = 16000
@@ -37,7 +37,7 @@ def speech(rng):
 
 @pytest.mark.parametrize("category", ["noise", "music", "speech"])
 def test_noise_snr_is_as_drawn(musan, speech, category):
-    lo, hi = {"noise": (0, 15), "music": (5, 15), "speech": (13, 20)}[category]
+    lo, hi = MUSAN_SNR[category]
     for snr in (lo, hi):
         aug = AddNoise(musan, categories={category: (snr, snr)}, seed=1)
         out = aug(speech)
@@ -46,6 +46,59 @@ def test_noise_snr_is_as_drawn(musan, speech, category):
     aug = AddNoise(musan, categories={category: (lo, hi)}, seed=2)
     for _ in range(5):
         assert lo - 0.5 < _snr(speech, aug(speech)) < hi + 0.5
+
+
+def test_default_snr_ranges_are_wespeakers():
+    # wespeaker/dataset/processor.py, add_reverb_noise: noise 0-15, speech 10-30, music 5-15.
+    assert MUSAN_SNR == {"noise": (0.0, 15.0), "music": (5.0, 15.0), "speech": (10.0, 30.0)}
+
+
+TONES = {"noise": (300, 410), "music": (620, 730), "speech": (1000, 1330, 1770)}  # Hz
+
+
+@pytest.fixture
+def tone_musan(make_wav, tmp_path):
+    """MUSAN layout whose files are pure tones, one frequency per file (2 / 2 / 3 files)."""
+    t = np.arange(int(1.5 * SR)) / SR
+    for category, freqs in TONES.items():
+        for f in freqs:
+            make_wav(f"tones/{category}/{f}.wav", data=0.5 * np.sin(2 * np.pi * f * t))
+    return tmp_path / "tones"
+
+
+def _tones_added(clean: torch.Tensor, out: torch.Tensor) -> set[int]:
+    """Frequencies (Hz) present in ``out - clean`` (1 s: one FFT bin per Hz, no leakage)."""
+    spectrum = torch.fft.rfft((out - clean).double()).abs()
+    return set(torch.nonzero(spectrum > 0.1 * spectrum.max()).flatten().tolist())
+
+
+@pytest.mark.parametrize("weighting,expected", [
+    ("files", {"noise": 2 / 7, "music": 2 / 7, "speech": 3 / 7}),
+    ("categories", {"noise": 1 / 3, "music": 1 / 3, "speech": 1 / 3})])
+def test_category_weighting_by_file_count(tone_musan, speech, weighting, expected):
+    aug = AddNoise(tone_musan, weighting=weighting, seed=0)
+    assert aug.probabilities == pytest.approx(expected)
+    owner = {f: c for c, freqs in TONES.items() for f in freqs}
+    draws = 700
+    seen = [owner[f] for _ in range(draws) for f in _tones_added(speech, aug(speech))]
+    assert len(seen) == draws  # one file each time (babble of one speaker by default)
+    for category, p in expected.items():  # 3 binomial standard deviations
+        assert abs(seen.count(category) / draws - p) < 3 * np.sqrt(p * (1 - p) / draws)
+
+
+def test_babble_sums_the_drawn_number_of_speech_files(tone_musan, speech):
+    for count in (1, 2, 3):
+        aug = AddNoise(tone_musan, categories={"speech": (10.0, 10.0)},
+                       babble_speakers=(count, count), seed=count)
+        for _ in range(5):
+            out = aug(speech)
+            assert len(_tones_added(speech, out)) == count
+            assert _tones_added(speech, out) <= set(TONES["speech"])
+            assert abs(_snr(speech, out) - 10.0) < 0.01  # the SNR holds for the sum
+    with pytest.raises(R2NError, match="babble_speakers"):
+        AddNoise(tone_musan, babble_speakers=(0, 2))
+    with pytest.raises(R2NError, match="weighting"):
+        AddNoise(tone_musan, weighting="speakers")
 
 
 def test_noise_probability_and_seed(musan, speech):
