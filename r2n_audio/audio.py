@@ -1,6 +1,6 @@
 """Load and validate audio: the only place in r2n-audio that decodes files.
 
-Files are decoded with soundfile (wav, flac, ogg), mixed down to mono and resampled with
+Files are decoded with soundfile (wav, flac, ogg, opus, mp3), mixed down to mono and resampled with
 ``torchaudio.functional.resample``. Mixdown, resampling and clipping are reported once per
 process through :mod:`logging` (not once per file), so a corpus at 8 kHz says so one time.
 Every problem with a file is an :class:`~r2n_audio.errors.AudioError` naming the file.
@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioError", "load_audio", "load_random_segment", "audio_duration"]
 
-AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg")
+# What soundfile (libsndfile >= 1.1) decodes, the one list `embed`, `verify` and the manifests
+# use. m4a/aac needs ffmpeg: `r2n-audio prepare voxceleb` converts it to wav first.
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 
 logger = logging.getLogger(__name__)
 
