@@ -21,7 +21,6 @@ __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = "score a trial list against stored embeddings (EER, minDCF, AS-Norm, calibration, DET)"
 
-_QMF = ("enroll_norm", "test_norm", "enroll_cohort_mean", "test_cohort_mean")
 _SHOW_MISSING = 5
 
 
@@ -36,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mean to subtract: a .npy vector or an embedding store (its mean)")
     parser.add_argument("--cohort", type=Path, metavar="PATH",
                         help="AS-Norm cohort: a .npy matrix (C, D) or an embedding store")
-    parser.add_argument("--top-n", type=_positive, default=300, metavar="N",
-                        help="cohort scores kept per utterance by AS-Norm (default 300)")
+    parser.add_argument("--top-n", type=_at_least_two, default=300, metavar="N",
+                        help="cohort scores kept per utterance by AS-Norm (default 300; at "
+                             "least 2, as the cohort)")
     parser.add_argument("--calibration", type=Path, metavar="CAL.json",
                         help="apply this calibration JSON (scores become log-likelihood ratios)")
     parser.add_argument("--fit-calibration", type=Path, metavar="OUT.json",
@@ -55,10 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip trials whose embedding is missing instead of failing")
 
 
-def _positive(text: str) -> int:
+def _at_least_two(text: str) -> int:
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2 (the standard deviation of one score "
+                                         f"is 0), got {value}")
     return value
 
 
@@ -72,7 +73,8 @@ def _probability(text: str) -> float:
 def _load_inputs(args: argparse.Namespace):
     from r2n_audio.data.embeddings import load_embeddings
     from r2n_audio.data.manifests import read_trials
-    from r2n_audio.scoring.cosine import load_cohort, load_mean
+    from r2n_audio.scoring.calibration import Calibration
+    from r2n_audio.scoring.cosine import check_as_norm, load_cohort, load_mean
 
     trials = read_trials(args.trials)
     if not trials.labelled and (args.det or args.fit_calibration):
@@ -86,11 +88,16 @@ def _load_inputs(args: argparse.Namespace):
         if size is not None and size != dim:
             raise DataFormatError(path, f"dimension {size} does not match the embeddings' "
                                         f"{dim} in {args.embeddings}")
-    return trials, embeddings, mean, cohort
+    if cohort is not None:
+        try:
+            check_as_norm(len(cohort), args.top_n)
+        except ValueError as err:
+            raise DataFormatError(args.cohort, str(err)) from None
+    calibration = Calibration.load(args.calibration) if args.calibration else None
+    return trials, embeddings, mean, cohort, calibration
 
 
 def _check_missing(args: argparse.Namespace, trials, result) -> None:
-
     if not result.missing_keys or args.allow_missing:
         return
     first = int(np.flatnonzero(~result.valid)[0])
@@ -104,79 +111,20 @@ def _check_missing(args: argparse.Namespace, trials, result) -> None:
                      "embed them or pass --allow-missing", int(trials.lines[first]))
 
 
-def _quality(result, names, calibration_path=None) -> dict:
-    """Per-trial quality measures by name, from per-utterance norms and cohort means."""
-
-    valid = result.valid
-    per_utt = {"norm": result.norms, "cohort_mean": result.cohort_mean}
-    out = {}
-    for name in names:
-        side, _, measure = name.partition("_")
-        if measure not in per_utt or side not in ("enroll", "test"):
-            raise DataFormatError(calibration_path, f"unknown quality measure '{name}'; "
-                                                    f"known: {', '.join(_QMF)}")
-        if per_utt[measure] is None:
-            raise DataFormatError(calibration_path, f"quality measure '{name}' needs --cohort")
-        idx = result.enroll_idx if side == "enroll" else result.test_idx
-        out[name] = per_utt[measure][idx[valid]]
-    return out
-
-
-def _calibrate(args: argparse.Namespace, result, scores, labels):
-    """Fit and/or apply a calibration; returns (scores, the fitted Calibration or None)."""
-    from r2n_audio.scoring.calibration import Calibration, fit_calibration
-
-    fitted = None
-    if args.fit_calibration:
-        names = [n for n in _QMF if args.cohort or "cohort" not in n] if args.qmf else []
-        try:
-            fitted = fit_calibration(scores, labels, _quality(result, names),
-                                     prior=args.calibration_prior)
-        except ValueError as err:
-            raise DataFormatError(args.trials, f"cannot fit a calibration: {err}") from None
-    if args.calibration:
-        calibration = Calibration.load(args.calibration)
-        quality = _quality(result, list(calibration.quality_weights), args.calibration)
-        scores = calibration.apply(scores, quality)
-    return scores, fitted
-
-
-def _metrics(args: argparse.Namespace, scores, labels) -> dict:
-    from r2n_audio.scoring.metrics import compute_act_dcf, compute_cllr, evaluate
-
-    try:
-        out = evaluate(scores, labels)
-        if args.calibration:
-            out["cllr"] = compute_cllr(scores, labels)
-            for p in (0.01, 0.05):
-                out[f"act_dcf_{p:g}"] = compute_act_dcf(scores, labels, p)
-    except ValueError as err:
-        raise DataFormatError(args.trials, f"cannot compute metrics: {err}") from None
-    out["eer"] *= 100.0  # percent in reports
-    return out
-
-
-def _write_outputs(args: argparse.Namespace, trials, result, scores, labels, fitted) -> None:
+def _write_outputs(args: argparse.Namespace, trials, scored, fitted, scoring: str) -> None:
     from r2n_audio.atomic import atomic_write_text
 
     if args.det:
         from r2n_audio.scoring.plot import plot_det
 
-        plot_det(args.det, {args.trials.name: (scores, labels)}, title=_norm_name(args))
+        plot_det(args.det, {args.trials.name: (scored.scores, scored.labels)}, title=scoring)
     if args.output:
-        rows = np.flatnonzero(result.valid)
+        rows = np.flatnonzero(scored.result.valid)
         text = "".join(f"{trials.enroll[i]} {trials.test[i]} {s:.6f}\n"
-                       for i, s in zip(rows.tolist(), scores.tolist()))
+                       for i, s in zip(rows.tolist(), scored.scores.tolist()))
         atomic_write_text(args.output, text)
     if fitted is not None:
         fitted.save(args.fit_calibration)
-
-
-def _norm_name(args: argparse.Namespace) -> str:
-    parts = ["cosine"] + (["mean subtraction"] if args.mean else [])
-    parts += [f"AS-Norm top-{args.top_n}"] if args.cohort else []
-    parts += ["calibrated"] if args.calibration else []
-    return ", ".join(parts)
 
 
 def _report(args: argparse.Namespace, summary: dict) -> None:
@@ -196,24 +144,43 @@ def _report(args: argparse.Namespace, summary: dict) -> None:
               f"actDCF(0.05) {summary['act_dcf_0.05']:.4f}")
 
 
+def _score(args: argparse.Namespace):
+    """Score (and fit a calibration on) the list; library errors become one-line errors."""
+    from r2n_audio.scoring.trials import fit_trial_calibration, score_trial_list
+
+    trials, embeddings, mean, cohort, calibration = _load_inputs(args)
+    try:
+        raw = score_trial_list(trials, embeddings, mean=mean, cohort=cohort, top_n=args.top_n)
+        _check_missing(args, trials, raw.result)
+        fitted = (fit_trial_calibration(raw, qmf=args.qmf, prior=args.calibration_prior)
+                  if args.fit_calibration else None)
+        scored = raw if calibration is None else score_trial_list(
+            trials, embeddings, mean=mean, cohort=cohort, top_n=args.top_n,
+            calibration=calibration)
+        metrics = scored.metrics() if trials.labelled else {}
+    except ValueError as err:
+        source = args.calibration if calibration is not None else args.trials
+        raise DataFormatError(source, str(err)) from None
+    return trials, scored, fitted, metrics
+
+
 def run(args: argparse.Namespace) -> int:
     """Score, report, and write the requested outputs."""
-    from r2n_audio.scoring.cosine import score_trials
+    from r2n_audio.scoring.trials import describe_scoring
 
-    trials, embeddings, mean, cohort = _load_inputs(args)
-    result = score_trials(trials, embeddings, mean=mean, cohort=cohort, top_n=args.top_n)
-    _check_missing(args, trials, result)
-    valid = result.valid
-    labels = trials.labels[valid]
-    scores, fitted = _calibrate(args, result, result.scores[valid], labels)
+    trials, scored, fitted, metrics = _score(args)
+    valid = scored.result.valid
+    labels = scored.labels if scored.labels is not None else np.zeros(0)
     keys = ("eer", "min_dcf_0.01", "min_dcf_0.05", "threshold_eer")
-    metrics = _metrics(args, scores, labels) if trials.labelled else dict.fromkeys(keys)
-    summary = {k: metrics[k] for k in keys} | {
+    if metrics:
+        metrics["eer"] *= 100.0  # percent in reports
+    scoring = describe_scoring(args.mean is not None, args.top_n if args.cohort else None,
+                               scored.calibrated)
+    summary = {k: metrics.get(k) for k in keys} | {
         "n_target": int((labels == 1).sum()), "n_nontarget": int((labels == 0).sum()),
-        "n_missing": int((~valid).sum()), "n_missing_keys": len(result.missing_keys),
-        "n_trials": len(trials), "trials": str(args.trials),
-        "scoring": _norm_name(args)}
+        "n_missing": int((~valid).sum()), "n_missing_keys": len(scored.result.missing_keys),
+        "n_trials": len(trials), "trials": str(args.trials), "scoring": scoring}
     summary |= {k: v for k, v in metrics.items() if k not in keys}
-    _write_outputs(args, trials, result, scores, labels, fitted)
+    _write_outputs(args, trials, scored, fitted, scoring)
     _report(args, summary)
     return 0

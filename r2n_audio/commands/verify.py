@@ -1,21 +1,30 @@
 """``r2n-audio verify A B --model M``: are two recordings the same speaker?
 
 Prints the cosine score, the log-likelihood ratio when a calibration is given, the decision and
-the threshold it used (``--threshold``, the calibration's LLR 0 point, or the bundle's own
-``meta["threshold"]``). Without any threshold it prints the score and no decision.
+the threshold with where it comes from (``--threshold``, the calibration's LLR 0 point, or the
+bundle's own ``meta["threshold"]`` and where that was calibrated). Without any threshold it
+prints the score and no decision. The deciding is :mod:`r2n_audio.scoring.decision`.
+
+Exit codes: 0 same speaker (or no decision), 3 different speakers, 2 bad input.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from r2n_audio.errors import R2NError
-
 HELP = "score two audio files against each other (cosine) and decide same/different speaker"
+
+#: Exit code for "different speakers", so scripts can branch without parsing the output.
+EXIT_DIFFERENT = 3
+
+_EPILOG = ("exit status: 0 same speaker (or no threshold to decide with), 3 different "
+           "speakers, 2 bad input (one line on stderr). A bundle's threshold was set on the "
+           "audio named in its output line: check it on your own recordings.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``r2n-audio verify``."""
+    parser.epilog = _EPILOG
     parser.add_argument("audio_a", help="first audio file")
     parser.add_argument("audio_b", help="second audio file")
     parser.add_argument("--model", "-m", required=True, help="model bundle (.pt)")
@@ -27,46 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
 
 
-def _llr(path: str, score: float) -> float:
-    """Log-likelihood ratio of ``score`` under the calibration file at ``path``."""
-    import numpy as np
-
-    from r2n_audio.scoring.calibration import Calibration
-
-    calibration = Calibration.load(path)
-    if calibration.quality_weights:
-        raise R2NError(f"{path}: this calibration needs quality measures "
-                       f"{sorted(calibration.quality_weights)}; verify supports plain score "
-                       f"calibrations (fit one without quality measures)")
-    return float(calibration.apply(np.array([score]))[0])
-
-
 def run(args: argparse.Namespace) -> int:
-    """Embed both files, score, decide."""
-    from r2n_audio.inference.bundle import load_bundle
+    """Embed both files, score, decide; exit 3 for different speakers."""
     from r2n_audio.inference.embedder import Embedder
-    from r2n_audio.scoring.cosine import normalize
 
-    bundle = load_bundle(args.model)
-    embedder = Embedder.from_pretrained(bundle, device=args.device)
-    a, b = normalize(embedder.embed_files([args.audio_a, args.audio_b]))
-    score = float(a @ b)  # the cosine, as `r2n-audio score` computes it
-    print(f"score: {score:.6f} (cosine)")
-    if args.calibration is not None:
-        llr = _llr(args.calibration, score)
-        print(f"llr: {llr:.4f}")
-        value, threshold, source = llr, 0.0, f"LLR >= 0 from calibration {args.calibration}"
-    elif args.threshold is not None:
-        value, threshold, source = score, args.threshold, "--threshold"
-    elif isinstance(bundle.get("meta", {}).get("threshold"), (int, float)):
-        value, threshold, source = score, float(bundle["meta"]["threshold"]), "the bundle's meta"
-    else:
+    embedder = Embedder.from_pretrained(args.model, device=args.device)
+    decision = embedder.verify(args.audio_a, args.audio_b, args.threshold, args.calibration)
+    print(f"score: {decision.score:.6f} (cosine)")
+    if decision.llr is not None:
+        print(f"llr: {decision.llr:.4f}")
+    if decision.same is None:
         print("decision: none (no threshold: pass --threshold T or --calibration C)")
         return 0
-    same = value >= threshold
-    print(f"decision: {'same speaker' if same else 'different speakers'}")
-    print(f"threshold: {threshold:g} ({source})")
-    return 0
+    print(f"decision: {'same speaker' if decision.same else 'different speakers'}")
+    source = "--threshold" if args.threshold is not None else decision.source
+    print(f"threshold: {decision.threshold:g} ({source})")
+    return 0 if decision.same else EXIT_DIFFERENT
 
 
-__all__ = ["HELP", "add_arguments", "run"]
+__all__ = ["EXIT_DIFFERENT", "HELP", "add_arguments", "run"]

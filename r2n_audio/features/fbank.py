@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from r2n_audio.errors import R2NError
+from r2n_audio.features.silence import frame_rms
 from r2n_audio.features.spectral import (EPS, WINDOW_TYPES, kaldi_mel_banks, kaldi_window,
                                          mel_bands, real_dft)
 
@@ -129,6 +130,25 @@ class Fbank(nn.Module):
             return torch.where(lengths < self.window_size, torch.zeros_like(frames), frames)
         return torch.div(lengths + self.window_shift // 2, self.window_shift,
                          rounding_mode="floor")
+
+    def frame_rms(self, waveforms: Tensor, lengths: Tensor, num_frames: int) -> Tensor:
+        """RMS (B, T) of each frame's input samples after removing the frame's mean.
+
+        In input units (before ``waveform_scale``), for
+        :mod:`~r2n_audio.features.silence`; frames past an utterance's count are garbage.
+        """
+        if num_frames == 0:
+            return waveforms.new_zeros(waveforms.shape[0], 0)
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():  # no unfold in graphs
+            index = (torch.arange(num_frames, device=waveforms.device).unsqueeze(1)
+                     * self.window_shift + torch.arange(self.window_size, device=waveforms.device))
+            if self.snip_edges:
+                return frame_rms(waveforms[:, index])
+            n = lengths.clamp(min=1).view(-1, 1, 1)
+            index = torch.remainder(index + (self.window_shift // 2 - self.window_size // 2), 2 * n)
+            index = torch.where(index >= n, 2 * n - 1 - index, index)
+            return frame_rms(torch.gather(waveforms, 1, index.flatten(1)).view(index.shape))
+        return frame_rms(self._frames(waveforms, lengths, num_frames))
 
     def _frames(self, x: Tensor, lengths: Tensor, num_frames: int) -> Tensor:
         """Cut (B, T, window) frames; with snip_edges=False reflect inside each utterance."""

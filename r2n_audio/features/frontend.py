@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from r2n_audio.errors import R2NError
 from r2n_audio.features.fbank import CMN, Fbank
+from r2n_audio.features.silence import SILENCE_RMS, drop_frames
 
 __all__ = ["Frontend", "build_frontend", "FRONTEND_TYPES"]
 
@@ -42,6 +43,13 @@ class Frontend(nn.Module):
         Subtract each utterance's mean over its valid frames (default True).
     cmn_var : bool
         Also divide by each utterance's standard deviation (default False).
+    silence_rms : float
+        In evaluation mode, frames whose RMS after mean removal is below this ([-1, 1] units;
+        default :data:`~r2n_audio.features.silence.SILENCE_RMS`, about -84 dBFS) are dropped
+        before mean normalisation: digital silence (zeros, DC, +-1-step dither) says nothing
+        about a speaker, and left in it outweighs the speech (see
+        :mod:`r2n_audio.features.silence`). ``frame_lengths`` then counts the kept frames
+        (possibly 0). ``0`` keeps every frame. Training mode keeps every frame.
     **fbank_options
         Any :class:`~r2n_audio.features.fbank.Fbank` option; unspecified ones take the
         speaker-verification defaults: ``num_mel_bins=80, frame_length=25, frame_shift=10,
@@ -58,9 +66,11 @@ class Frontend(nn.Module):
     ((1, 198, 80), True)
     """
 
-    def __init__(self, cmn: bool = True, cmn_var: bool = False, **fbank_options: Any) -> None:
+    def __init__(self, cmn: bool = True, cmn_var: bool = False,
+                 silence_rms: float = SILENCE_RMS, **fbank_options: Any) -> None:
         super().__init__()
         self.fbank = Fbank(**{**_DEFAULTS, **fbank_options})
+        self.silence_rms = float(silence_rms)
         self.cmn = CMN(norm_means=True, norm_vars=cmn_var) if cmn or cmn_var else None
         self._cmn, self._cmn_var = bool(cmn), bool(cmn_var)
         if cmn_var and not cmn:
@@ -100,26 +110,39 @@ class Frontend(nn.Module):
         feats : Tensor (B, T, F)
             Normalised features; frames past each utterance's count are 0.
         frame_lengths : Tensor (B,) int64
+            Valid (kept) frames per utterance.
         """
         feats, frame_lengths = self.fbank(waveforms, lengths, generator=generator)
+        if self.silence_rms > 0.0 and not self.training:
+            rms = self.fbank.frame_rms(waveforms, _lengths(waveforms, lengths), feats.shape[1])
+            feats, frame_lengths = drop_frames(feats, frame_lengths, rms >= self.silence_rms)
         if self.cmn is not None:
             feats = self.cmn(feats, frame_lengths)
         return feats, frame_lengths
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable config; ``build_frontend(config)`` rebuilds this module."""
-        return {"type": "kaldi", **self.fbank.options, "cmn": self._cmn, "cmn_var": self._cmn_var}
+        return {"type": "kaldi", **self.fbank.options, "cmn": self._cmn, "cmn_var": self._cmn_var,
+                "silence_rms": self.silence_rms}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Frontend":
         """Build from :meth:`config` output (the ``"type"`` key is optional here)."""
         options = {k: v for k, v in config.items() if k != "type"}
         known = set(inspect.signature(Fbank).parameters)
-        unknown = sorted(set(options) - known - {"cmn", "cmn_var"})
+        own = {"cmn", "cmn_var", "silence_rms"}
+        unknown = sorted(set(options) - known - own)
         if unknown:
             raise R2NError(f"unknown kaldi front-end options {unknown}; known: "
-                           f"{sorted(known | {'cmn', 'cmn_var'})}")
+                           f"{sorted(known | own)}")
         return cls(**options)
+
+
+def _lengths(waveforms: Tensor, lengths: Tensor | None) -> Tensor:
+    if lengths is None:
+        return torch.full((waveforms.shape[0],), waveforms.shape[1], dtype=torch.long,
+                          device=waveforms.device)
+    return lengths.to(device=waveforms.device, dtype=torch.long).clamp(max=waveforms.shape[1])
 
 
 def build_frontend(config: dict[str, Any]) -> nn.Module:

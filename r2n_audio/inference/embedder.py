@@ -2,7 +2,8 @@
 
 >>> emb = Embedder.from_pretrained("model.pt")                      # doctest: +SKIP
 >>> a, b = emb.embed_files(["a.wav", "b.wav"])                      # doctest: +SKIP
->>> score = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))  # doctest: +SKIP
+>>> emb.similarity("a.wav", "b.wav")                  # the cosine   # doctest: +SKIP
+>>> emb.verify("a.wav", "b.wav").same      # the bundle's threshold  # doctest: +SKIP
 
 How embeddings are made
 -----------------------
@@ -36,12 +37,16 @@ from torch import nn
 from r2n_audio.audio import audio_duration, load_audio
 from r2n_audio.errors import AudioError, ModelError
 from r2n_audio.features.frontend import build_frontend
+from r2n_audio.features.silence import SILENCE_RMS, has_signal
 from r2n_audio.inference.bundle import load_bundle
 from r2n_audio.models import create_model
+from r2n_audio.scoring.decision import Decision, cosine_similarity, decide
 
 __all__ = ["Embedder", "FileResult", "load_weights_strict", "resolve_device"]
 
 PRECISIONS = ("fp32", "bf16")
+_NO_SIGNAL = (f"no signal: every 25 ms frame is below {SILENCE_RMS * 32768:g} 16-bit steps RMS "
+              f"(about -84 dBFS) after removing its mean (silence or a constant offset)")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -134,6 +139,8 @@ class Embedder:
         self.window = int(round(window_seconds * self.sample_rate))
         self.hop = self.window - int(round(overlap_seconds * self.sample_rate))
         self.batch_seconds = float(batch_seconds)
+        self.meta: dict[str, Any] = {}
+        """The bundle's ``meta`` (training data, results, ``threshold``...) when loaded from one."""
 
     @classmethod
     def from_pretrained(cls, path_or_bundle: str | os.PathLike | dict[str, Any],
@@ -155,9 +162,11 @@ class Embedder:
         load_weights_strict(model, bundle["state_dict"], source)
         frontend = build_frontend(bundle["frontend"])
         norm = bundle.get("embedding_norm") or {}
-        return cls(model, frontend, sample_rate=bundle["sample_rate"],
-                   embedding_mean=norm.get("mean"), l2_normalize=norm.get("l2", False),
-                   device=device, **kwargs)
+        embedder = cls(model, frontend, sample_rate=bundle["sample_rate"],
+                       embedding_mean=norm.get("mean"), l2_normalize=norm.get("l2", False),
+                       device=device, **kwargs)
+        embedder.meta = dict(bundle.get("meta") or {})
+        return embedder
 
     @property
     def embed_dim(self) -> int:
@@ -174,35 +183,63 @@ class Embedder:
         return [wave[s:s + self.window] for s in starts]
 
     @torch.inference_mode()
-    def _forward(self, waves: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Raw network outputs (S, D) for segments of at most ``window`` samples, one batch."""
+    def _forward(self, waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw network outputs (S, D) for segments of at most ``window`` samples, one batch,
+        and which segments (S,) had enough frames left after the front-end dropped silence
+        (the others' rows are 0 and the network never sees them)."""
         lengths = torch.tensor([w.shape[0] for w in waves], dtype=torch.long)
         batch = torch.zeros(len(waves), int(lengths.max()))
         for i, w in enumerate(waves):
             batch[i, : w.shape[0]] = w
         batch, lengths = batch.to(self.device), lengths.to(self.device)
         feats, frame_lengths = self.frontend(batch, lengths)
+        usable = frame_lengths >= int(getattr(self.model, "min_frames", 1))
+        out = torch.zeros(len(waves), self.embed_dim)
+        if not bool(usable.any()):
+            return out, usable.cpu()
+        if not bool(usable.all()):
+            feats, frame_lengths = feats[usable], frame_lengths[usable]
+        feats = feats[:, :int(frame_lengths.max())]  # frames past every length: dropped silence
         with torch.autocast(self.device.type, dtype=torch.bfloat16,
                             enabled=self.precision == "bf16"):
-            out = self.model(feats, frame_lengths)
-        return out.float()
+            out[usable.cpu()] = self.model(feats, frame_lengths).float().cpu()
+        return out, usable.cpu()
 
-    def _embed_waves(self, waves: Sequence[torch.Tensor], batch_seconds: float) -> torch.Tensor:
-        """Embeddings (U, D) of whole utterances: segment, batch by duration, pool, normalise."""
+    def _embed_waves(self, waves: Sequence[torch.Tensor], batch_seconds: float
+                     ) -> tuple[torch.Tensor, dict[int, str]]:
+        """Embeddings (U, D) of whole utterances: segment, batch by duration, pool, normalise.
+
+        Returns the embeddings and ``{utterance: problem}`` for utterances without one (their
+        rows are 0): no signal, too little signal once silence is dropped, or a non-finite
+        network output. Nothing non-finite is ever returned.
+        """
+        problems = {u: _NO_SIGNAL for u, wave in enumerate(waves) if not has_signal(wave)}
         owner, segments = [], []
         for u, wave in enumerate(waves):
-            for seg in self._segments(wave):
+            for seg in self._segments(wave) if u not in problems else ():
                 owner.append(u)
                 segments.append(seg)
         order = sorted(range(len(segments)), key=lambda i: segments[i].shape[0])
         raw = torch.zeros(len(segments), self.embed_dim)
+        usable = torch.zeros(len(segments), dtype=torch.bool)
         for batch in _duration_batches(order, [s.shape[0] for s in segments],
                                        batch_seconds * self.sample_rate):
-            raw[batch] = self._forward([segments[i] for i in batch]).cpu()
-        owners = torch.tensor(owner)
-        pooled = torch.zeros(len(waves), self.embed_dim).index_add_(0, owners, raw)
-        pooled /= torch.bincount(owners, minlength=len(waves)).unsqueeze(1).float()
-        return self._normalise(pooled)
+            raw[batch], usable[batch] = self._forward([segments[i] for i in batch])
+        owners = torch.tensor(owner, dtype=torch.long)
+        finite = torch.isfinite(raw).all(1)
+        for u in owners[~finite].unique().tolist():
+            problems[u] = "the model's output is NaN or Inf (a broken or overflowing model)"
+        good = usable & finite
+        pooled = torch.zeros(len(waves), self.embed_dim).index_add_(
+            0, owners[good], raw[good])
+        counts = torch.bincount(owners[good], minlength=len(waves))
+        for u in torch.nonzero(counts == 0).flatten().tolist():
+            problems.setdefault(u, "too little signal: under the model's shortest input once "
+                                   "digital silence is dropped")
+        pooled /= counts.clamp(min=1).unsqueeze(1).float()
+        emb = self._normalise(pooled)
+        emb[list(problems)] = 0.0
+        return emb, problems
 
     def _normalise(self, emb: torch.Tensor) -> torch.Tensor:
         if self.embedding_mean is not None:
@@ -213,7 +250,8 @@ class Embedder:
 
     # ------------------------------------------------------------------ public API
     def embed_batch(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None,
-                    batch_seconds: float | None = None) -> np.ndarray:
+                    batch_seconds: float | None = None, return_valid: bool = False
+                    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Embed a padded batch of waveforms.
 
         Parameters
@@ -222,10 +260,24 @@ class Embedder:
             Float waveforms in [-1, 1] at ``sample_rate``.
         lengths : (B,) torch.Tensor, optional
             Valid samples per row (``None``: all ``N``).
+        batch_seconds : float, optional
+            Bound on padded audio per network batch (default: the embedder's).
+        return_valid : bool
+            Return ``(embeddings, valid (B,) bool)`` instead of raising for rows that have no
+            embedding (rows of silence, NaN/Inf samples, a non-finite network output); their
+            rows are 0. Useful for windows of a recording (diarization).
 
         Returns
         -------
         embeddings : (B, D) np.ndarray, float32
+            Always finite.
+
+        Raises
+        ------
+        AudioError
+            Without ``return_valid``: a row has NaN/Inf samples or no signal (see
+            :mod:`r2n_audio.features.silence`), or the network output for it is not finite;
+            the message names the first such row (``waveform i``) and how many there are.
         """
         waveforms = torch.as_tensor(waveforms, dtype=torch.float32).cpu()
         if waveforms.dim() != 2:
@@ -233,12 +285,38 @@ class Embedder:
         if lengths is None:
             lengths = torch.full((waveforms.shape[0],), waveforms.shape[1])
         waves = [waveforms[i, : int(n)] for i, n in enumerate(torch.as_tensor(lengths))]
-        return self._embed_waves(waves, batch_seconds or self.batch_seconds).numpy()
+        nonfinite = {i: "contains NaN or Inf samples" for i, w in enumerate(waves)
+                     if not bool(torch.isfinite(w).all())}
+        clean = [i for i in range(len(waves)) if i not in nonfinite]
+        out = np.zeros((len(waves), self.embed_dim), dtype=np.float32)
+        emb, problems = self._embed_waves([waves[i] for i in clean],
+                                          batch_seconds or self.batch_seconds)
+        out[clean] = emb.numpy()
+        problems = {**nonfinite, **{clean[u]: why for u, why in problems.items()}}
+        if return_valid:
+            valid = np.ones(len(waves), dtype=bool)
+            valid[list(problems)] = False
+            return out, valid
+        if problems:
+            first = min(problems)
+            raise AudioError(f"waveform {first}", f"{problems[first]} ({len(problems)} of "
+                                                  f"{len(waves)} rows have no embedding)")
+        return out
 
     def embed_file(self, path: str | os.PathLike) -> np.ndarray:
-        """Embedding (D,) of one audio file. Raises :class:`AudioError` for a bad file."""
+        """Embedding (D,) of one audio file.
+
+        Raises
+        ------
+        AudioError
+            A bad file (see :func:`r2n_audio.audio.load_audio`), a file with no signal, or a
+            non-finite network output.
+        """
         wave = load_audio(path, sample_rate=self.sample_rate)
-        return self._embed_waves([wave], self.batch_seconds)[0].numpy()
+        emb, problems = self._embed_waves([wave], self.batch_seconds)
+        if problems:
+            raise AudioError(path, problems[0])
+        return emb[0].numpy()
 
     def embed_files(self, paths: Sequence[str | os.PathLike], batch_seconds: float | None = None,
                     workers: int = 1) -> np.ndarray:
@@ -278,9 +356,41 @@ class Embedder:
                     if isinstance(w, AudioError):
                         yield FileResult(i, None, w, 0.0)
                 if good:
-                    emb = self._embed_waves([w for _, w in good], budget / self.sample_rate)
-                    for (i, w), e in zip(good, emb.numpy()):
-                        yield FileResult(i, e, None, w.shape[0] / self.sample_rate)
+                    emb, problems = self._embed_waves([w for _, w in good],
+                                                      budget / self.sample_rate)
+                    for u, ((i, w), e) in enumerate(zip(good, emb.numpy())):
+                        if u in problems:
+                            yield FileResult(i, None, AudioError(paths[i], problems[u]), 0.0)
+                        else:
+                            yield FileResult(i, e, None, w.shape[0] / self.sample_rate)
+
+    def similarity(self, path_a: str | os.PathLike, path_b: str | os.PathLike) -> float:
+        """Cosine similarity of two audio files' embeddings, as ``r2n-audio score`` computes it.
+
+        Raises :class:`AudioError` for a bad file (or one with no signal).
+        """
+        a, b = self.embed_files([path_a, path_b])
+        return cosine_similarity(a, b)
+
+    def verify(self, path_a: str | os.PathLike, path_b: str | os.PathLike,
+               threshold: float | None = None, calibration: Any = None) -> Decision:
+        """Are two recordings the same speaker? (SpeechBrain's ``verify_files``.)
+
+        Parameters
+        ----------
+        path_a, path_b : path
+        threshold : float, optional
+            Cosine threshold; default: the bundle's ``meta["threshold"]``.
+        calibration : Calibration or path, optional
+            Decide on a log-likelihood ratio >= 0 instead.
+
+        Returns
+        -------
+        Decision
+            ``score``, ``same`` (``None`` without any threshold), the ``threshold`` and its
+            ``source`` (see :mod:`r2n_audio.scoring.decision`).
+        """
+        return decide(self.similarity(path_a, path_b), threshold, calibration, self.meta)
 
     def _load(self, path: str | os.PathLike) -> torch.Tensor | AudioError:
         try:

@@ -28,7 +28,7 @@ from r2n_audio.data.manifests import Trials
 from r2n_audio.errors import DataFormatError
 
 __all__ = ["ScoredTrials", "score_trials", "cosine_score_trials", "normalize", "cohort_stats",
-           "as_norm", "load_mean", "load_cohort"]
+           "check_as_norm", "as_norm", "load_mean", "load_cohort"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +48,18 @@ def normalize(vectors: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray
     Returns
     -------
     np.ndarray (N, D) float32
-        Rows of norm 1 (a zero row stays zero).
+        Rows of norm 1 (a zero row stays zero), whatever the scale of the input: the centring
+        and the norms are computed in float64 on rows first divided by their largest magnitude,
+        so a store scaled by 1e-30 or 1e30 scores as the unscaled one (in float32 the squares
+        underflow to 0 or overflow to inf).
     """
-    x = np.asarray(vectors, dtype=np.float32)
+    x = np.asarray(vectors, dtype=np.float64)
     if mean is not None:
-        x = x - np.asarray(mean, dtype=np.float32)
+        x = x - np.asarray(mean, dtype=np.float64)
+    peak = np.abs(x).max(axis=1, keepdims=True) if x.size else np.ones((x.shape[0], 1))
+    x = x / np.where(peak > 0, peak, 1.0)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, np.finfo(np.float32).tiny)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def cohort_stats(vectors: np.ndarray, cohort: np.ndarray,
@@ -73,10 +78,15 @@ def cohort_stats(vectors: np.ndarray, cohort: np.ndarray,
     Returns
     -------
     mean, std : np.ndarray (U,) float64
+
+    Raises
+    ------
+    ValueError
+        A cohort of fewer than 2 vectors or ``top_n`` below 2: the standard deviation of one
+        score is 0, and dividing by it (floored at 1e-12) blows scores up to ~1e11.
     """
     n_cohort = cohort.shape[0]
-    if top_n < 1:
-        raise ValueError(f"top_n must be >= 1, got {top_n}")
+    check_as_norm(n_cohort, top_n)
     if top_n > n_cohort:
         logger.warning("top-n %d exceeds the cohort size %d; using the whole cohort",
                        top_n, n_cohort)
@@ -89,6 +99,22 @@ def cohort_stats(vectors: np.ndarray, cohort: np.ndarray,
         mean[start:start + len(block)] = top.mean(axis=1, dtype=np.float64)
         std[start:start + len(block)] = top.std(axis=1, dtype=np.float64)
     return mean, np.maximum(std, 1e-12)
+
+
+def check_as_norm(cohort_size: int, top_n: int) -> None:
+    """Refuse an AS-Norm that cannot work: a cohort or ``top_n`` under 2 vectors.
+
+    Raises
+    ------
+    ValueError
+        Naming the number and the fix.
+    """
+    if cohort_size < 2:
+        raise ValueError(f"the AS-Norm cohort has {cohort_size} vector(s); it needs at least 2 "
+                         f"(usually hundreds: one mean embedding per training speaker)")
+    if top_n < 2:
+        raise ValueError(f"AS-Norm top-N must be at least 2 (the standard deviation of "
+                         f"{top_n} score(s) is 0), got {top_n}")
 
 
 def as_norm(scores: np.ndarray, enroll_mean: np.ndarray, enroll_std: np.ndarray,
@@ -216,7 +242,7 @@ def _matrix_or_store(path: str | os.PathLike, what: str) -> np.ndarray:
         array = np.stack(list(load_embeddings(path).values()))
     if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
         raise DataFormatError(path, f"the {what} must be finite numbers")
-    return np.asarray(array, dtype=np.float32)
+    return np.asarray(array, dtype=np.float64)  # scores are normalised in float64 anyway
 
 
 def load_mean(path: str | os.PathLike) -> np.ndarray:

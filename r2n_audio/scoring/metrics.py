@@ -183,20 +183,36 @@ def compute_min_dcf(scores, labels, p_target: float = 0.01, c_miss: float = 1.0,
     return _dcf_from_curve(det_curve(scores, labels), p_target, c_miss, c_fa)
 
 
-def evaluate(scores, labels, p_targets: tuple[float, ...] = (0.01, 0.05)) -> dict[str, float]:
-    """EER and minDCF at several priors from one sort.
+def evaluate(scores, labels, p_targets: tuple[float, ...] = (0.01, 0.05),
+             llr: bool = False) -> dict[str, float]:
+    """Every metric of a trial set from one sort: the one metrics entry point.
+
+    Parameters
+    ----------
+    scores : array-like (N,)
+    labels : array-like (N,)
+        1 = target, 0 = nontarget.
+    p_targets : tuple of float
+        Priors of the minDCFs (C_miss = C_fa = 1).
+    llr : bool
+        The scores are calibrated log-likelihood ratios: add Cllr and the actual DCFs.
 
     Returns
     -------
     dict
-        ``eer`` (fraction), ``threshold_eer``, and ``min_dcf_<p>`` / ``threshold_dcf_<p>`` for
-        each prior (C_miss = C_fa = 1).
+        ``eer`` (a fraction: reports multiply by 100), ``threshold_eer``, and
+        ``min_dcf_<p>`` / ``threshold_dcf_<p>`` for each prior; with ``llr`` also ``cllr`` and
+        ``act_dcf_<p>``.
     """
     curve = det_curve(scores, labels)
     eer, thr = _eer_from_curve(curve)
     out = {"eer": eer, "threshold_eer": thr}
     for p in p_targets:
         out[f"min_dcf_{p:g}"], out[f"threshold_dcf_{p:g}"] = _dcf_from_curve(curve, p, 1.0, 1.0)
+    if llr:
+        out["cllr"] = compute_cllr(scores, labels)
+        for p in p_targets:
+            out[f"act_dcf_{p:g}"] = compute_act_dcf(scores, labels, p)
     return out
 
 

@@ -36,8 +36,65 @@ def test_threshold_decides(pair, capsys) -> None:
     assert lines["decision"] == "same speaker"
     assert lines["threshold"].endswith("(--threshold)")
     assert main(["verify", str(a), str(b), "--model", str(model), "--threshold",
-                 str(cosine + 0.01)]) == 0
+                 str(cosine + 0.01)]) == 3  # a distinct exit status scripts can branch on
     assert _lines(capsys)["decision"] == "different speakers"
+
+
+def test_bundle_threshold_says_where_it_was_calibrated(pair, tmp_path: Path, capsys) -> None:
+    from r2n_audio.inference.bundle import load_bundle, save_bundle
+
+    a, b, model = pair
+    score = Embedder.from_pretrained(model, device="cpu").similarity(a, b)
+    bundle = load_bundle(model)
+    bundle["meta"] = {"threshold": score + 0.5,
+                      "threshold_source": "synthetic voices: mini corpus"}
+    save_bundle(bundle, tmp_path / "meta.pt")
+    assert main(["verify", str(a), str(b), "--model", str(tmp_path / "meta.pt")]) == 3
+    lines = _lines(capsys)
+    assert lines["decision"] == "different speakers"
+    assert lines["threshold"] == (f"{score + 0.5:g} (bundle, calibrated on synthetic voices: "
+                                  f"mini corpus)")
+    bundle["meta"] = {"threshold": score - 0.5}  # an older bundle: no source recorded
+    save_bundle(bundle, tmp_path / "old.pt")
+    assert main(["verify", str(a), str(b), "--model", str(tmp_path / "old.pt")]) == 0
+    assert "not recorded" in _lines(capsys)["threshold"]
+    # the Python API decides the same way
+    decision = Embedder.from_pretrained(tmp_path / "meta.pt", device="cpu").verify(a, b)
+    assert decision.same is False and abs(decision.score - score) <= 1e-6
+
+
+def test_help_documents_exit_status(capsys) -> None:
+    assert main(["verify", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "0 same speaker" in text and "3 different speakers" in text
+
+
+@pytest.mark.parametrize("case", ["zeros", "dc"])
+def test_silence_is_not_a_speaker(pair, make_wav, capsys, case) -> None:
+    """Issue 11 item 5: `verify zeros.wav dc.wav` printed score 1.000 and "same speaker"."""
+    a, _, model = pair
+    silent = make_wav(f"{case}.wav", data=np.zeros(16000) + (0.2 if case == "dc" else 0.0))
+    other = make_wav("dc2.wav", data=np.full(16000, -0.1))
+    assert main(["verify", str(silent), str(other), "--model", str(model),
+                 "--threshold", "0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no signal" in err[0] and f"{case}.wav" in err[0]
+
+
+def test_nan_model_is_an_error_not_a_decision(pair, tmp_path: Path, capsys) -> None:
+    import torch
+
+    from r2n_audio.inference.bundle import load_bundle, save_bundle
+
+    a, b, model = pair
+    bundle = load_bundle(model)
+    bundle["state_dict"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                            for k, v in bundle["state_dict"].items()}
+    save_bundle(bundle, tmp_path / "nan.pt")
+    assert main(["verify", str(a), str(b), "--model", str(tmp_path / "nan.pt"),
+                 "--threshold", "0"]) == 2
+    err = capsys.readouterr()
+    assert "NaN" in err.err and "score" not in err.out
 
 
 def test_calibration_gives_llr(pair, tmp_path: Path, capsys) -> None:
