@@ -1,0 +1,119 @@
+"""Upstream reference code for the importer parity tests, loaded without the toolkits' CLIs.
+
+- WeSpeaker (``wespeaker-unofficial``): ``wespeaker/models/*.py`` are loaded by file with
+  importlib under stub ``wespeaker`` / ``wespeaker.models`` packages, so ``wespeaker/__init__.py``
+  (which pulls its CLI and heavy dependencies) never runs.
+- 3D-Speaker (``speakerlab``): its model modules import cleanly.
+- Real speech: pyannote.audio's sample recording, cropped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+__all__ = ["wespeaker_module", "speakerlab_module", "randomize_all", "speech_crop",
+           "wespeaker_extract", "speakerlab_extract", "cosine_gap"]
+
+
+def _site_file(package: str, *parts: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"reference package {package} is not installed")
+    return Path(list(spec.submodule_search_locations)[0], *parts)
+
+
+def wespeaker_module(name: str) -> types.ModuleType:
+    """``wespeaker.models.<name>`` loaded by file (with ``pooling_layers``), no package init."""
+    full = f"wespeaker.models.{name}"
+    if full in sys.modules and getattr(sys.modules[full], "__file__", None):
+        return sys.modules[full]
+    models_dir = _site_file("wespeaker", "models")
+    for pkg, path in (("wespeaker", models_dir.parent), ("wespeaker.models", models_dir)):
+        if pkg not in sys.modules or not hasattr(sys.modules[pkg], "__path__"):
+            stub = types.ModuleType(pkg)
+            stub.__path__ = [str(path)]  # submodules resolve by file; __init__ never runs
+            sys.modules[pkg] = stub
+    for mod in ("pooling_layers", name):
+        key = f"wespeaker.models.{mod}"
+        if key not in sys.modules:
+            spec = importlib.util.spec_from_file_location(key, models_dir / f"{mod}.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[key] = module
+            spec.loader.exec_module(module)
+    return sys.modules[full]
+
+
+def speakerlab_module(dotted: str) -> types.ModuleType:
+    """A speakerlab module (``speakerlab.models.eres2net.ERes2Net``), skipped if not installed."""
+    return pytest.importorskip(dotted)
+
+
+def randomize_all(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights, BatchNorm running statistics *and* affine terms (nothing is an identity
+    by accident), scaled per tensor so that deep networks keep activations of order one."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=gen))
+            elif name.endswith("running_mean") or tensor.dim() <= 1:
+                base = 1.0 if name.endswith("weight") else 0.0
+                tensor.copy_(base + 0.2 * torch.randn(tensor.shape, generator=gen))
+            else:
+                fan_in = tensor[0].numel()
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) / fan_in ** 0.5)
+    return model.eval()
+
+
+def speech_crop(tmp_path: Path, start: float = 8.3, seconds: float = 3.0,
+                name: str = "speech.wav") -> Path:
+    """A crop of pyannote.audio's real two-speaker recording (16 kHz int16), bit-exact."""
+    sample = _site_file("pyannote.audio", "sample", "sample.wav")
+    data, sr = sf.read(sample, dtype="int16")
+    piece = data[int(start * sr): int((start + seconds) * sr)]
+    path = tmp_path / name
+    sf.write(path, piece, sr, subtype="PCM_16")
+    return path
+
+
+def _wave(path: Path) -> torch.Tensor:
+    data, _ = sf.read(path, dtype="float32")
+    return torch.from_numpy(np.ascontiguousarray(data))[None]
+
+
+def wespeaker_extract(model: torch.nn.Module, wav: Path, num_mel_bins: int = 80) -> np.ndarray:
+    """WeSpeaker's extraction: torchaudio Kaldi fbank on samples * 2**15, hamming, dither 0,
+    CMN; the model's last output (``embed_a`` without a second embedding layer)."""
+    import torchaudio.compliance.kaldi as kaldi
+
+    feats = kaldi.fbank(_wave(wav) * (1 << 15), num_mel_bins=num_mel_bins, frame_length=25,
+                        frame_shift=10, dither=0.0, sample_frequency=16000,
+                        window_type="hamming")
+    feats = feats - feats.mean(0, keepdim=True)
+    with torch.no_grad():
+        out = model(feats[None])
+    return (out[-1] if isinstance(out, tuple) else out)[0].double().numpy()
+
+
+def speakerlab_extract(model: torch.nn.Module, wav: Path, num_mel_bins: int = 80) -> np.ndarray:
+    """3D-Speaker's extraction: ``speakerlab.process.processor.FBank(n, 16000, mean_nor=True)``."""
+    processor = pytest.importorskip("speakerlab.process.processor")
+    feats = processor.FBank(num_mel_bins, sample_rate=16000, mean_nor=True)(_wave(wav))
+    with torch.no_grad():
+        return model(feats[None])[0].double().numpy()
+
+
+def cosine_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """``1 - cos(a, b)`` in float64."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
