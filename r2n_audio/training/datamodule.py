@@ -96,9 +96,25 @@ class SpeakerDataModule(pl.LightningDataModule):
     speed_perturb : bool
         Speeds 0.9 / 1.0 / 1.1, each speed a new class (so ``num_classes = 3 * speakers``).
     musan_dir, rir_dir : str, optional
-        Noise (MUSAN layout) and RIR folders; when given, one of them is applied to a crop
-        with probability ``aug_prob`` (WeSpeaker's scheme).
+        Noise (MUSAN layout: ``noise/``, ``music/``, ``speech/``) and RIR folders (use
+        ``RIRS_NOISES/simulated_rirs``, as WeSpeaker and 3D-Speaker do); when given, one of
+        them is applied to a crop with probability ``aug_prob`` (WeSpeaker's scheme).
     aug_prob : float
+    musan_snr : dict, optional
+        MUSAN categories used and their SNR ranges in dB, e.g. ``{noise: [0, 15]}``; default
+        WeSpeaker's (:data:`~r2n_audio.features.augment.MUSAN_SNR`: noise 0-15, music 5-15,
+        speech 10-30). 3D-Speaker uses 0-15 for all three.
+    babble_speakers : (int, int)
+        Speech files summed into one babble, drawn in this range (WeSpeaker: one; Kaldi: 3-7).
+    noise_weighting : str
+        ``"files"``: a category in proportion to its file count (one file drawn from all of
+        MUSAN, WeSpeaker and 3D-Speaker); ``"categories"``: each category equally likely.
+    reverb_then_noise : bool
+        Add "reverberation, then noise" as a third, equally likely choice (3D-Speaker).
+    speed_prob : float
+        With ``speed_perturb``: probability that a crop is played at 0.9 or 1.1 (2/3: all
+        three speeds equally likely). 0 keeps every speed class in the head but perturbs no
+        crop, as 3D-Speaker's large-margin stage does.
     val_max_seconds : float
         Padded seconds of audio per validation batch.
     seed : int
@@ -109,6 +125,9 @@ class SpeakerDataModule(pl.LightningDataModule):
                  crop_seconds: float = 2.0, batch_size: int = 128, num_workers: int = 4,
                  sample_rate: int = 16000, speed_perturb: bool = False,
                  musan_dir: str | None = None, rir_dir: str | None = None, aug_prob: float = 0.6,
+                 musan_snr: dict[str, tuple[float, float]] | None = None,
+                 babble_speakers: tuple[int, int] = (1, 1), noise_weighting: str = "files",
+                 reverb_then_noise: bool = False, speed_prob: float = 2.0 / 3.0,
                  val_max_seconds: float = 300.0, seed: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -145,14 +164,19 @@ class SpeakerDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ datasets
     def _waveform_augment(self):
-        from r2n_audio.features.augment import AddNoise, OneOf, Reverberate
+        from r2n_audio.features.augment import AddNoise, AugmentChain, OneOf, Reverberate
 
         hp, seed = self.hparams, self.hparams.seed
+        noise = dict(categories=hp.musan_snr, babble_speakers=tuple(hp.babble_speakers),
+                     weighting=hp.noise_weighting)
         members = []
         if hp.musan_dir:
-            members.append(AddNoise(hp.musan_dir, sample_rate=hp.sample_rate, seed=seed + 1))
+            members.append(AddNoise(hp.musan_dir, sample_rate=hp.sample_rate, **noise,
+                                    seed=seed + 1))
         if hp.rir_dir:
             members.append(Reverberate(hp.rir_dir, sample_rate=hp.sample_rate, seed=seed + 2))
+        if hp.reverb_then_noise and len(members) == 2:  # the same two modules, in a row
+            members.append(AugmentChain(members[1], members[0]))
         return OneOf(*members, p=hp.aug_prob, seed=seed + 3) if members else None
 
     def setup(self, stage: str | None = None) -> None:
@@ -161,7 +185,7 @@ class SpeakerDataModule(pl.LightningDataModule):
 
         hp = self.hparams
         if stage in (None, "fit") and self.train_dataset is None:
-            speed = SpeedPerturb(sample_rate=hp.sample_rate, seed=hp.seed + 4) \
+            speed = SpeedPerturb(p=hp.speed_prob, sample_rate=hp.sample_rate, seed=hp.seed + 4) \
                 if hp.speed_perturb else None
             self.train_dataset = TrainCropDataset(
                 self._data_file(self.train_dir, "wav.scp"),

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from r2n_audio.checkpoints import read_checkpoint
+from r2n_audio.errors import ModelError
 from r2n_audio.losses import CosineHead, build_loss
 from r2n_audio.training.evaluation import score_trials_eer
 
@@ -28,23 +29,32 @@ DEFAULT_FRONTEND: dict[str, Any] = {"type": "kaldi", "num_mel_bins": 80, "cmn": 
 
 
 def lr_factor(progress: float, warmup: float, schedule: str, final_ratio: float) -> float:
-    """Multiplier of the base LR at ``progress`` in [0, 1] of training.
+    """Multiplier of the peak LR at ``progress`` in [0, 1] of training.
 
-    Linear warm-up over the first ``warmup`` fraction, then ``schedule``: ``"exponential"``
-    (geometric from 1 to ``final_ratio`` at the end, as WeSpeaker), ``"cosine"`` (half cosine
-    from 1 to ``final_ratio``) or ``"constant"``.
+    ``warmup`` is the fraction of training spent warming up; the ramp is
+    ``warm = min(1, progress / warmup)``.
+
+    - ``"exponential"`` is WeSpeaker's ``ExponentialDecrease``: the decay runs from the first
+      step, multiplied by the ramp: ``warm * final_ratio ** progress``, so it ends at
+      ``final_ratio`` times the peak.
+    - ``"cosine"`` is 3D-Speaker's ``WarmupCosineScheduler``: linear from ``final_ratio`` to 1
+      over the warm-up, then half a cosine from 1 down to ``final_ratio``.
+    - ``"constant"``: the ramp, then 1.
 
     >>> lr_factor(0.05, 0.1, "cosine", 0.0), round(lr_factor(0.55, 0.1, "cosine", 0.0), 6)
     (0.5, 0.5)
+    >>> round(lr_factor(0.02, 0.04, "exponential", 0.0005), 6)  # 0.5 * 0.0005 ** 0.02
+    0.429486
     """
-    if warmup > 0 and progress < warmup:
-        return max(progress / warmup, 1e-3)
-    p = min(1.0, (progress - warmup) / max(1e-12, 1.0 - warmup))
+    warm = min(1.0, progress / warmup) if warmup > 0 else 1.0
     if schedule == "exponential":
-        return final_ratio ** p
+        return warm * final_ratio ** progress
     if schedule == "cosine":
+        if progress < warmup:
+            return final_ratio + (1.0 - final_ratio) * warm
+        p = min(1.0, (progress - warmup) / max(1e-12, 1.0 - warmup))
         return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
-    return 1.0
+    return warm
 
 
 def training_progress(trainer: pl.Trainer) -> float:
@@ -91,14 +101,19 @@ class SpeakerModule(pl.LightningModule):
         ``"exponential"``, ``"cosine"`` or ``"constant"`` after warm-up, updated every batch
         from :func:`training_progress` (so a ``Trainer(max_time=...)`` budget that ends
         training before ``max_epochs`` still completes the schedule).
-    final_lr : float
-        LR reached at the end of training.
+    final_lr_ratio : float
+        LR at the end of training as a fraction of ``lr``, so the whole curve scales with the
+        peak LR: WeSpeaker's 5e-5 / 0.1 = 5e-4 (its code scales both ends by the same factor),
+        3D-Speaker's ERes2Net 5e-5 / 0.2 = 2.5e-4. In (0, 1] (0 allowed for ``"cosine"``).
     init_from : str, optional
         Checkpoint (or export bundle) whose weights start this run, for a second stage such as
         large-margin fine-tuning; loaded in ``setup``, not here. The backbone loads strictly;
-        the head takes the first rows of the stored head (the 1.0-speed classes when the first
-        stage used speed perturbation). Unlike ``--ckpt_path`` (resume), optimizer, schedule
-        and epoch start afresh.
+        so does the head (every class of the first stage, all speeds included, as WeSpeaker
+        and 3D-Speaker keep it). Unlike ``--ckpt_path`` (resume), optimizer, schedule and
+        epoch start afresh.
+    init_head : bool
+        With ``init_from``: also load the head (a checkpoint whose class count differs is then
+        an error). ``False`` starts a fresh head, e.g. to fine-tune on other speakers.
     """
 
     def __init__(
@@ -122,8 +137,9 @@ class SpeakerModule(pl.LightningModule):
         nesterov: bool = True,
         warmup_epochs: float = 6.0,
         lr_schedule: str = "exponential",
-        final_lr: float = 5e-5,
+        final_lr_ratio: float = 5e-4,
         init_from: str | None = None,
+        init_head: bool = True,
     ) -> None:
         super().__init__()
         from r2n_audio.features.frontend import build_frontend
@@ -134,6 +150,10 @@ class SpeakerModule(pl.LightningModule):
         if lr_schedule not in ("exponential", "cosine", "constant"):
             raise ValueError(f"lr_schedule must be exponential, cosine or constant, "
                              f"got {lr_schedule!r}")
+        # 0 only for cosine: an exponential decay to 0 is 0 ** progress, no LR at all.
+        if not (0.0 < final_lr_ratio <= 1.0 or (final_lr_ratio == 0.0 and lr_schedule == "cosine")):
+            raise ValueError(f"final_lr_ratio is the final LR over the peak LR, in (0, 1] "
+                             f"(0 only for a cosine schedule), got {final_lr_ratio}")
         self.save_hyperparameters(ignore=["spec_augment"])
         self.frontend_config = dict(frontend or DEFAULT_FRONTEND)
         self.frontend = build_frontend(self.frontend_config)
@@ -176,10 +196,17 @@ class SpeakerModule(pl.LightningModule):
         weights = state.get("state_dict", state)
         self.backbone.load_state_dict({k[len("backbone."):]: v for k, v in weights.items()
                                        if k.startswith("backbone.")})
-        head, rows = weights.get("head.weight"), self.head.weight.shape[0]
-        if head is not None and head.shape[0] >= rows and head.shape[1:] == self.head.weight.shape[1:]:
-            with torch.no_grad():
-                self.head.weight.copy_(head[:rows])
+        head = weights.get("head.weight")
+        if head is None or not self.hparams.init_head:
+            return
+        if head.shape != self.head.weight.shape:
+            raise ModelError(
+                f"{path}: its head has {head.shape[0]} rows, this run's "
+                f"{self.head.weight.shape[0]}: train on the same data with the same speed "
+                f"perturbation as the first stage (the large-margin stage keeps every speed "
+                f"class), or pass --model.init_head=false to start a fresh head")
+        with torch.no_grad():
+            self.head.weight.copy_(head)
 
     def on_fit_start(self) -> None:
         data = self.trainer.datamodule
@@ -209,9 +236,8 @@ class SpeakerModule(pl.LightningModule):
             opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
         epochs = self.trainer.max_epochs
         warmup = hp.warmup_epochs / epochs if epochs and epochs > 0 else 0.0
-        ratio = hp.final_lr / hp.lr if hp.lr > 0 else 1.0
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: lr_factor(
-            training_progress(self.trainer), warmup, hp.lr_schedule, ratio))
+            training_progress(self.trainer), warmup, hp.lr_schedule, hp.final_lr_ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ------------------------------------------------------------------ validation

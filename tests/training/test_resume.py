@@ -35,7 +35,7 @@ def _run(corpus, root, extra_callbacks=(), ckpt_path=None):
     module = SpeakerModule(data.num_classes, backbone="ecapa_tdnn_tiny",
                            frontend={"type": "kaldi", "num_mel_bins": 24, "dither": 1.0},
                            spec_augment=SpecAugment(p=0.8, seed=5), optimizer="sgd", lr=0.05,
-                           warmup_epochs=0.5, lr_schedule="exponential", final_lr=0.005,
+                           warmup_epochs=0.5, lr_schedule="exponential", final_lr_ratio=0.1,
                            margin=0.0)
     checkpoint = ModelCheckpoint(dirpath=root, filename="{epoch}", save_top_k=-1)
     trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", deterministic=True,
