@@ -3,7 +3,8 @@
 Two rules hold for every test:
 - ``torch.set_num_threads(1)``: two cores shared with other work make threaded tests crawl.
 - A test skipped because a reference package is missing *fails* when ``CI`` is set
-  (torchaudio's rule): no skipped test counts as passing. Tests marked ``gpu`` are exempt.
+  (torchaudio's rule): no skipped test counts as passing. Tests marked ``gpu`` are exempt. A
+  whole module skipped at collection (module-level ``importorskip``) fails too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,17 @@ import torch
 
 torch.set_num_threads(1)
 
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A module skipped while collected (a module-level ``pytest.importorskip``) fails under CI
+    too: the per-test hook below never sees those, so whole files would vanish silently."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = (f"skipped while collecting under CI, which counts as a failure: "
+                           f"{report.longrepr}")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from r2n_audio.commands._types import probability
 from r2n_audio.errors import DataFormatError
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="apply this calibration JSON (scores become log-likelihood ratios)")
     parser.add_argument("--fit-calibration", type=Path, metavar="OUT.json",
                         help="fit a calibration on this labelled list and write it here")
-    parser.add_argument("--calibration-prior", type=_probability, default=0.5, metavar="P",
+    parser.add_argument("--calibration-prior", type=probability, default=0.5, metavar="P",
                         help="target prior of the calibration objective (default 0.5)")
     parser.add_argument("--qmf", action="store_true",
                         help="fit with quality measures: embedding norms, and cohort means "
@@ -58,15 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _at_least_two(text: str) -> int:
     value = int(text)
     if value < 2:
-        raise argparse.ArgumentTypeError(f"must be >= 2 (the standard deviation of one score "
+        raise argparse.ArgumentTypeError(f"must be at least 2 (the standard deviation of one score "
                                          f"is 0), got {value}")
-    return value
-
-
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value}")
     return value
 
 
@@ -166,8 +160,15 @@ def _score(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Score, report, and write the requested outputs."""
+    from r2n_audio.atomic import refuse_overwriting_inputs
     from r2n_audio.scoring.trials import describe_scoring
 
+    store = args.embeddings  # a Kaldi script reads its archive: both are inputs
+    refuse_overwriting_inputs(
+        [args.output, args.det, args.fit_calibration],
+        [args.trials, store, args.mean, args.cohort, args.calibration,
+         *([store.with_suffix(".ark"), store.with_suffix(".scp")]
+           if store.suffix in (".ark", ".scp") else [])])
     trials, scored, fitted, metrics = _score(args)
     valid = scored.result.valid
     labels = scored.labels if scored.labels is not None else np.zeros(0)

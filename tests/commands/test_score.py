@@ -71,6 +71,42 @@ def test_outputs_allow_missing_and_as_norm(store, capsys):
     assert len(lines) == len(pairs) - n_missing and lines[0].split()[:2] == ["id00/v/1",
                                                                              "id00/v/2"]
     assert (tmp / "det.png").read_bytes()[:4] == b"\x89PNG"
+    # The values: AS-Norm computed independently, one trial at a time (sklearn's cosine).
+    del emb["id00/v/0"]
+    written = {tuple(line.split()[:2]): float(line.split()[2]) for line in lines}
+    expected = _naive_as_norm(emb, np.load(tmp / "cohort.npy"), top_n=10)
+    for (a, b), value in list(written.items())[::37]:
+        assert value == pytest.approx(expected(a, b), abs=1e-5)
+
+
+def _naive_as_norm(emb, cohort, top_n):
+    """s' = 1/2 [(s - mu_e)/sd_e + (s - mu_t)/sd_t] over the top-N cohort cosines, after
+    subtracting the mean of every stored embedding (the store given as --mean)."""
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    mean = np.mean(np.stack(list(emb.values())).astype(np.float64), axis=0)
+
+    def stats(x):
+        top = np.sort(cosine_similarity([x - mean], cohort - mean)[0])[::-1][:top_n]
+        return top.mean(), top.std()
+
+    def score(a, b):
+        x, y = emb[a] - mean, emb[b] - mean
+        s = cosine_similarity([x], [y])[0, 0]
+        (mu_e, sd_e), (mu_t, sd_t) = stats(emb[a]), stats(emb[b])
+        return 0.5 * ((s - mu_e) / sd_e + (s - mu_t) / sd_t)
+
+    return score
+
+
+@pytest.mark.parametrize("cohort_rows,top_n", [(1, "300"), (50, "1")])
+def test_as_norm_refuses_one_score_statistics(store, capsys, cohort_rows, top_n):
+    tmp, *_ = store
+    np.save(tmp / "one.npy", np.load(tmp / "cohort.npy")[:cohort_rows])
+    rc = main(["score", str(tmp / "veri.txt"), "--embeddings", str(tmp / "emb"),
+               "--cohort", str(tmp / "one.npy"), "--top-n", top_n])
+    err = capsys.readouterr().err
+    assert rc == 2 and "at least 2" in err.strip().splitlines()[-1] and "Traceback" not in err
 
 
 def test_fit_then_apply_calibration(store, capsys):

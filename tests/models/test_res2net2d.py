@@ -34,11 +34,16 @@ def _count(model: nn.Module) -> int:
 
 
 def _randomise_batchnorm(model: nn.Module) -> None:
+    """Random running statistics *and* affine terms: timm zero-initialises each block's last
+    BN weight, which would make every residual branch output 0 and the comparison vacuous."""
     g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
-            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+                m.weight.copy_(0.2 + 0.4 * torch.rand(m.num_features, generator=g))
+                m.bias.copy_(0.1 * torch.randn(m.num_features, generator=g))
 
 
 @pytest.mark.parametrize("name", list(OFFICIAL))

@@ -41,11 +41,16 @@ def test_matches_sklearn_weighted_logistic_regression(rng, prior):
     assert cal.bias == pytest.approx(ref.intercept_[0] - np.log(prior / (1 - prior)), abs=1e-3)
 
 
-def test_calibration_lowers_cllr(rng):
+def test_calibration_lowers_cllr_on_held_out_trials(rng):
+    """Judged on trials it was not fitted on, against the true LLR (2 mu s = 3 s)."""
     scores, labels = _gaussian(rng)
-    raw = 0.2 * scores + 1.0  # badly scaled and shifted
-    cal = fit_calibration(raw, labels)
-    assert compute_cllr(cal.apply(raw), labels) < compute_cllr(raw, labels)
+    held_scores, held_labels = _gaussian(rng)  # a fresh draw of the same system
+    cal = fit_calibration(0.2 * scores + 1.0, labels)  # badly scaled and shifted
+    held_raw = 0.2 * held_scores + 1.0
+    calibrated = compute_cllr(cal.apply(held_raw), held_labels)
+    ideal = compute_cllr(3.0 * held_scores, held_labels)
+    assert calibrated < compute_cllr(held_raw, held_labels)
+    assert calibrated == pytest.approx(ideal, abs=0.01)
 
 
 def test_json_round_trip(tmp_path):

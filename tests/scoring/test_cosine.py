@@ -85,8 +85,37 @@ def test_missing_keys_give_nan(setup):
 
 
 def test_normalize_unit_rows(rng):
-    x = normalize(rng.standard_normal((5, 4)), mean=np.ones(4))
+    raw = rng.standard_normal((5, 4))
+    mean = np.array([1.0, -2.0, 0.5, 3.0])
+    x = normalize(raw, mean=mean)
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-6)
+    # the direction of the centred rows (fails if the mean were ignored)
+    expected = torch.nn.functional.normalize(torch.tensor(raw - mean), dim=1).numpy()
+    np.testing.assert_allclose(x, expected, atol=1e-6)
+    assert not normalize(np.zeros((1, 4))).any()  # a zero row stays zero
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30, 1e-300, 1e300])
+def test_cosine_is_scale_invariant(setup, scale):
+    """Issue 11 item 8: a store scaled by 1e-30 gave "cosines" near 1e17, by 1e30 zeros."""
+    trials, emb, cohort, mean = setup
+    dtype = np.float32 if abs(np.log10(scale)) < 38 else np.float64
+    scaled = {k: (v.astype(np.float64) * scale).astype(dtype) for k, v in emb.items()}
+    plain, _ = cosine_score_trials(trials, emb, mean=mean)
+    again, _ = cosine_score_trials(trials, scaled, mean=mean.astype(np.float64) * scale)
+    np.testing.assert_allclose(again, plain, atol=1e-6)
+    normed, _ = cosine_score_trials(trials, emb, cohort=cohort, top_n=5)
+    normed_scaled, _ = cosine_score_trials(trials, scaled, cohort=cohort.astype(np.float64) * scale,
+                                           top_n=5)
+    np.testing.assert_allclose(normed_scaled, normed, atol=1e-4)
+
+
+@pytest.mark.parametrize("cohort_size,top_n", [(1, 300), (40, 1), (5, 0)])
+def test_as_norm_needs_two_cohort_scores(setup, cohort_size, top_n):
+    """Issue 11 item 9: one cohort score has std 0 (clamped to 1e-12: scores near 1e11)."""
+    trials, emb, cohort, _ = setup
+    with pytest.raises(ValueError, match="at least 2"):
+        cosine_score_trials(trials, emb, cohort=cohort[:cohort_size], top_n=top_n)
 
 
 def test_mean_and_cohort_loaders(tmp_path, rng):
