@@ -62,8 +62,11 @@ class Arch:
     args : dict
         ``create_model`` overrides (JSON types: they go into the bundle).
     key_map : KeyMap, optional
-        Upstream state-dict key -> ours (``None`` drops it). Default: the ``upstream_key_map``
-        the model's module documents, else the same names (models built with upstream's names).
+        Upstream state-dict key -> ours (``None`` drops it). Default: the model module's
+        documented ``upstream_key_map(keys, source) -> {upstream: ours}`` if it has one, else
+        the same names (models built with upstream's names).
+    source : str
+        The toolkit, passed to a module's ``upstream_key_map`` (``"wespeaker"``, ``"3dspeaker"``).
     drop : tuple of str
         Regexes of upstream keys to drop first (a training head such as ``^projection\.``).
     """
@@ -73,6 +76,7 @@ class Arch:
     args: dict[str, Any] = field(default_factory=dict)
     key_map: KeyMap | None = None
     drop: tuple[str, ...] = ()
+    source: str = ""
 
     def available(self) -> bool:
         """Whether our zoo has the model (architectures land in the zoo one by one)."""
@@ -102,16 +106,17 @@ def load_state(path: Path, allow: str | None = None) -> dict[str, torch.Tensor]:
 
 def _mapped(arch: Arch, model: torch.nn.Module,
             state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    module = sys.modules.get(type(model).__module__)
-    key_map = arch.key_map or getattr(module, "upstream_key_map", None) or rename()
     dropped = rename(drop=arch.drop)
-    out = {}
-    for key, value in state.items():
-        new = dropped(key)
-        new = None if new is None else key_map(new)
-        if new is not None:
-            out[new] = value
-    return out
+    kept = {k: v for k, v in state.items() if dropped(k) is not None}
+    kept = {dropped(k): v for k, v in kept.items()}
+    if arch.key_map is not None:
+        pairs = ((arch.key_map(k), v) for k, v in kept.items())
+        return {k: v for k, v in pairs if k is not None}
+    module_map = getattr(sys.modules.get(type(model).__module__), "upstream_key_map", None)
+    if module_map is None:
+        return kept
+    names = module_map(list(kept), arch.source)
+    return {names[k]: v for k, v in kept.items()}
 
 
 def _mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
@@ -119,6 +124,16 @@ def _mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
     own = model.state_dict()
     bad = sum(k not in state or state[k].shape != v.shape for k, v in own.items())
     return bad + sum(k not in own for k in state)
+
+
+def _skeleton(arch: Arch) -> torch.nn.Module:
+    """The model on the meta device (shapes only: no memory, no initialisation), or a real one
+    where a constructor computes on tensors."""
+    try:
+        with torch.device("meta"):
+            return create_model(arch.model, **arch.args)
+    except (RuntimeError, NotImplementedError):
+        return create_model(arch.model, **arch.args)
 
 
 def fit_architecture(candidates: Sequence[Arch], state: dict[str, torch.Tensor],
@@ -143,13 +158,14 @@ def fit_architecture(candidates: Sequence[Arch], state: dict[str, torch.Tensor],
                          f"r2n-audio's model zoo yet")
     scored = []
     for arch in tried:
-        model = create_model(arch.model, **arch.args)
-        mapped = _mapped(arch, model, state)
-        score = _mismatch(model, mapped)
+        skeleton = _skeleton(arch)
+        mapped = _mapped(arch, skeleton, state)
+        score = _mismatch(skeleton, mapped)
         if score == 0:
+            model = create_model(arch.model, **arch.args)
             load_weights_strict(model, mapped, source)
             return arch, model.eval()
-        scored.append((score, arch, model, mapped))
+        scored.append((score, arch, skeleton, mapped))
     _, arch, model, mapped = min(scored, key=lambda s: s[0])
     try:
         load_weights_strict(model, mapped, f"{source} (nearest architecture: {arch.label})")

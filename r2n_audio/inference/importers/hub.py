@@ -48,7 +48,7 @@ def resolve_source(source: str | os.PathLike) -> Path:
     try:
         return Path(snapshot_download(repo_id=str(source)))
     except Exception as err:  # noqa: BLE001 (offline, not found, gated, HTTP: all one line)
-        first = (str(err).strip().splitlines() or [""])[0][:200]
+        first = (str(err).strip().splitlines() or [""])[0].split(". ")[0][:160]
         raise ModelError(f"{source}: cannot get this hub model: not in the local cache and the "
                          f"hub cannot be reached or refused it ({type(err).__name__}: {first})"
                          ) from None

@@ -32,7 +32,8 @@ THREED_SPEAKER_MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "eres2net_base": ("3D-Speaker ERes2Net base (m_channels 32)", "eres2net_base", {}),
     "eres2net_large": ("3D-Speaker ERes2Net large (m_channels 64)", "eres2net_large", {}),
     "eres2netv2": ("3D-Speaker ERes2NetV2 (w26 s2 ep2)", "eres2netv2", {}),
-    "eres2netv2_w24s4ep4": ("3D-Speaker ERes2NetV2 (w24 s4 ep4)", "eres2netv2_w24s4ep4", {}),
+    "eres2netv2_w24s4ep4": ("3D-Speaker ERes2NetV2 (w24 s4 ep4)", "eres2netv2_w24_s4_ep4", {}),
+    "eres2net_huge": ("3D-Speaker ERes2Net huge (ERes2Net_huge)", "eres2net_huge", {}),
     "campplus": ("3D-Speaker CAM++ (embedding 192)", "campplus", {}),
     "campplus_512": ("3D-Speaker CAM++ (embedding 512)", "campplus", {"embed_dim": 512}),
 }
@@ -70,7 +71,7 @@ def _candidates(arch: str | None, feat_dim: int, src: Path) -> list[Arch]:
     out = []
     for name in names:
         label, model, args = THREED_SPEAKER_MODELS[name]
-        out.append(Arch(label, model, {"feat_dim": feat_dim, **args}))
+        out.append(Arch(label, model, {"feat_dim": feat_dim, **args}, source="3dspeaker"))
     return out
 
 

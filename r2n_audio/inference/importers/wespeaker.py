@@ -36,7 +36,7 @@ RESNET_BOTTLENECK = rename((r"\.shortcut\.", ".downsample."), (r"^seg_1\.", "emb
                            (r"\.conv2\.", ".convs.0."), (r"\.bn2\.", ".bns.0."))
 
 #: WeSpeaker ``model`` -> (our registry name, its default pooling, key map or None: the zoo
-#: module's ``upstream_key_map`` if it has one, else the same names).
+#: module's ``upstream_key_map(keys, "wespeaker")`` if it has one, else the same names).
 WESPEAKER_MODELS: dict[str, tuple[str, str, KeyMap | None]] = {
     "ResNet34": ("resnet34", "TSTP", RESNET_BASIC),
     "ResNet152": ("resnet152", "TSTP", RESNET_BOTTLENECK),
@@ -76,7 +76,7 @@ def wespeaker_arch(name: str, model_args: dict[str, Any], where: str) -> Arch:
     args = {"feat_dim": int(feat_dim)}
     if "embed_dim" in model_args:
         args["embed_dim"] = int(model_args["embed_dim"])
-    return Arch(f"WeSpeaker {name}", model, args, key_map, drop=_HEAD)
+    return Arch(f"WeSpeaker {name}", model, args, key_map, drop=_HEAD, source="wespeaker")
 
 
 def _read_config(path: Path) -> dict[str, Any]:
