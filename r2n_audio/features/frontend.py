@@ -19,7 +19,7 @@ from r2n_audio.errors import R2NError
 from r2n_audio.features.fbank import CMN, Fbank
 from r2n_audio.features.silence import SILENCE_RMS, drop_frames
 
-__all__ = ["Frontend", "build_frontend", "FRONTEND_TYPES"]
+__all__ = ["Frontend", "build_frontend", "inference_frontend_config", "FRONTEND_TYPES"]
 
 # "type" -> (module, class); imported on demand so optional front-ends cost nothing.
 FRONTEND_TYPES = {
@@ -143,6 +143,12 @@ def _lengths(waveforms: Tensor, lengths: Tensor | None) -> Tensor:
         return torch.full((waveforms.shape[0],), waveforms.shape[1], dtype=torch.long,
                           device=waveforms.device)
     return lengths.to(device=waveforms.device, dtype=torch.long).clamp(max=waveforms.shape[1])
+
+
+def inference_frontend_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config of what a front-end computes in evaluation mode: training-only options off
+    (``dither`` 0), so that rebuilding it gives the features an embedder used."""
+    return {**config, "dither": 0.0} if "dither" in config else dict(config)
 
 
 def build_frontend(config: dict[str, Any]) -> nn.Module:

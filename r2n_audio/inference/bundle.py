@@ -32,7 +32,8 @@ from r2n_audio.atomic import atomic_path
 from r2n_audio.checkpoints import read_checkpoint
 from r2n_audio.errors import ModelError
 
-__all__ = ["BUNDLE_FORMAT", "make_bundle", "save_bundle", "load_bundle"]
+__all__ = ["BUNDLE_FORMAT", "make_bundle", "save_bundle", "load_bundle", "build_model",
+           "load_weights_strict"]
 
 BUNDLE_FORMAT = "r2n-audio-bundle"
 _REQUIRED = ("model_name", "model_args", "state_dict", "frontend", "sample_rate")
@@ -94,3 +95,64 @@ def load_bundle(path: str | os.PathLike) -> dict[str, Any]:
     if missing:
         raise ModelError(f"{path}: bundle lacks keys {missing}")
     return bundle
+
+
+def load_weights_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state_dict`` into ``model`` with every key and shape matching, or explain why not.
+
+    Raises
+    ------
+    ModelError
+        Naming up to five missing, unexpected and shape-mismatched keys each.
+    """
+    _check_fits(model, state_dict, source)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _check_fits(model: torch.nn.Module, state_dict: dict[str, Any], source: str) -> None:
+    """Raise :class:`ModelError` unless keys and shapes of ``state_dict`` match ``model``'s."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    bad = [k for k in state_dict if k in own and not isinstance(state_dict[k], torch.Tensor)]
+    shapes = [f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in own.items() if k in state_dict and k not in bad
+              and state_dict[k].shape != v.shape]
+    problems = [f"{what} ({len(keys)}): {', '.join(keys[:5])}"
+                for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                   ("entries that are not tensors", bad),
+                                   ("shape mismatches", shapes)) if keys]
+    if problems:
+        raise ModelError(f"{source}: the checkpoint does not fit {type(model).__name__}: "
+                         + "; ".join(problems))
+
+
+def build_model(bundle: dict[str, Any], source: str = "bundle") -> torch.nn.Module:
+    """The bundle's network with its weights, checked before anything large is allocated.
+
+    The declared model is first built on PyTorch's ``meta`` device (shapes, no memory) and
+    compared with the stored tensors: a small file declaring huge sizes (``channels=[100000,
+    ...]``) fails here in milliseconds instead of allocating what it declares.
+
+    Raises
+    ------
+    ModelError
+        Unknown model, arguments it does not accept, or weights that do not fit.
+    """
+    name, args = bundle["model_name"], bundle["model_args"]
+    if not isinstance(name, str) or not isinstance(args, dict):
+        raise ModelError(f"{source}: model_name must be a string and model_args a dict")
+    from r2n_audio.models import create_model  # lazy: this module stays light
+
+    try:
+        with torch.device("meta"):
+            skeleton = create_model(name, **args)
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"{source}: model_args {args} do not build {name!r}: {err}") from None
+    state = bundle["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{source}: state_dict is not a dict of tensors")
+    _check_fits(skeleton, state, source)
+    model = create_model(name, **args)
+    model.load_state_dict(state, strict=True)
+    return model

@@ -38,11 +38,10 @@ from r2n_audio.audio import audio_duration, load_audio
 from r2n_audio.errors import AudioError, ModelError
 from r2n_audio.features.frontend import build_frontend
 from r2n_audio.features.silence import SILENCE_RMS, has_signal
-from r2n_audio.inference.bundle import load_bundle
-from r2n_audio.models import create_model
+from r2n_audio.inference.bundle import build_model, load_bundle, load_weights_strict
 from r2n_audio.scoring.decision import Decision, cosine_similarity, decide
 
-__all__ = ["Embedder", "FileResult", "load_weights_strict", "resolve_device"]
+__all__ = ["Embedder", "FileResult", "build_model", "load_weights_strict", "resolve_device"]
 
 PRECISIONS = ("fp32", "bf16")
 _NO_SIGNAL = (f"no signal: every 25 ms frame is below {SILENCE_RMS * 32768:g} 16-bit steps RMS "
@@ -58,28 +57,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ModelError("--device cuda was asked for but no CUDA device is available; use "
                          "--device cpu or auto")
     return dev
-
-
-def load_weights_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state_dict`` into ``model`` with every key and shape matching, or explain why not.
-
-    Raises
-    ------
-    ModelError
-        Naming up to five missing, unexpected and shape-mismatched keys each.
-    """
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    shapes = [f"{k} {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in own.items() if k in state_dict and state_dict[k].shape != v.shape]
-    problems = [f"{what} ({len(keys)}): {', '.join(keys[:5])}"
-                for what, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                   ("shape mismatches", shapes)) if keys]
-    if problems:
-        raise ModelError(f"{source}: the checkpoint does not fit {type(model).__name__}: "
-                         + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True)
 
 
 class FileResult(NamedTuple):
@@ -158,8 +135,7 @@ class Embedder:
             bundle, source = path_or_bundle, "bundle"
         else:
             bundle, source = _load_bundle(path_or_bundle), str(path_or_bundle)
-        model = create_model(bundle["model_name"], **bundle["model_args"])
-        load_weights_strict(model, bundle["state_dict"], source)
+        model = build_model(bundle, source)
         frontend = build_frontend(bundle["frontend"])
         norm = bundle.get("embedding_norm") or {}
         embedder = cls(model, frontend, sample_rate=bundle["sample_rate"],

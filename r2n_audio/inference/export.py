@@ -29,6 +29,7 @@ from torch import nn
 
 from r2n_audio.atomic import atomic_path, atomic_write_text
 from r2n_audio.errors import ModelError
+from r2n_audio.features.frontend import inference_frontend_config
 from r2n_audio.inference.embedder import Embedder
 
 __all__ = ["EmbeddingGraph", "export_model", "FORMATS"]
@@ -161,7 +162,9 @@ def export_model(embedder: Embedder, path: str | os.PathLike, format: str = "onn
 
 def _describe(embedder: Embedder, with_frontend: bool,
               frontend_config: dict[str, Any] | None) -> dict[str, Any]:
-    config = frontend_config or embedder.frontend.config()
+    # The front-end as it runs at inference: dither is a training-mode option, so the
+    # recorded config says 0 (a training config's dither 1.0 rebuilt as is would add noise).
+    config = inference_frontend_config(frontend_config or embedder.frontend.config())
     if with_frontend:
         inputs = {"waveform": f"(B, N) float32 in [-1, 1] at {embedder.sample_rate} Hz",
                   "lengths": "(B,) int64 valid samples"}
@@ -170,5 +173,6 @@ def _describe(embedder: Embedder, with_frontend: bool,
                   "lengths": "(B,) int64 valid frames"}
     return {"inputs": inputs, "output": f"embedding (B, {embedder.embed_dim}) float32",
             "sample_rate": embedder.sample_rate, "frontend": config,
+            "frontend_usage": "r2n_audio.features.frontend.build_frontend(frontend).eval()",
             "embedding_norm": {"mean_subtracted": embedder.embedding_mean is not None,
                                "l2": embedder.l2_normalize}}
