@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from r2n_audio.commands._types import non_negative_float, positive_int
 from r2n_audio.errors import ModelError
 
 HELP = "export a model bundle to ONNX or TorchScript (with a parity check)"
@@ -23,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="file to write")
     parser.add_argument("--with-frontend", action="store_true",
                         help="waveform in (front-end inside the graph) instead of features in")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--tolerance", type=float, default=1e-4,
+    parser.add_argument("--opset", type=positive_int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--tolerance", type=non_negative_float, default=1e-4,
                         help="largest accepted |exported - eager| (default 1e-4)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
 
@@ -33,12 +34,14 @@ def run(args: argparse.Namespace) -> int:
     """Export, check, report."""
     import torch
 
+    from r2n_audio.atomic import refuse_overwriting_inputs
     from r2n_audio.inference.embedder import Embedder
     from r2n_audio.inference.export import export_model
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise ModelError(f"{out}: exists; pass --overwrite to replace it")
+    refuse_overwriting_inputs([out, f"{out}.json"], [args.model])
     torch.manual_seed(0)
     embedder = Embedder.from_pretrained(args.model, device="cpu")
     report = export_model(embedder, out, args.format, args.with_frontend, opset=args.opset)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from r2n_audio.commands._types import DEVICES, device
+
 HELP = "score two audio files against each other (cosine) and decide same/different speaker"
 
 #: Exit code for "different speakers", so scripts can branch without parsing the output.
@@ -33,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="cosine threshold: scores >= T are the same speaker")
     group.add_argument("--calibration", default=None,
                        help="calibration JSON (r2n-audio score --fit-calibration): decide on LLR >= 0")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--device", type=device, default="auto",
+                        help=f"{DEVICES} (default auto)")
 
 
 def run(args: argparse.Namespace) -> int:

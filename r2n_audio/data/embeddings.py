@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import zipfile
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from r2n_audio.atomic import atomic_path
 from r2n_audio.errors import DataFormatError
 
 __all__ = ["load_embeddings", "save_embeddings", "save_npy_embedding", "npy_keys",
-           "store_format"]
+           "npy_key_problem", "store_format"]
 
 _FORMATS = ("npy", "npz", "ark", "scp")
 _HINT = "expected a folder of .npy files, a .npz file, or a Kaldi .ark/.scp file"
@@ -106,13 +106,40 @@ def load_embeddings(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return out
 
 
+def npy_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot name a file of an npy store (``root/<key>.npy``), or None.
+
+    Only plain relative paths are accepted, so that two keys never name one file: ``spk/`` and
+    ``spk``, ``a//b`` and ``a/b``, ``a/./b`` and ``a/b`` would each write one ``.npy``, and
+    ``a/../b`` or ``/abs`` would write outside the store. A last component starting with ``.``
+    would be taken for a killed writer's temporary and removed.
+
+    >>> npy_key_problem("id10270/x6uY/00001") is None
+    True
+    >>> npy_key_problem("spk/")
+    "has an empty path component ('//', or '/' at an end)"
+    """
+    if not key:
+        return "is empty"
+    if any(c.isspace() or c == "\0" for c in key):
+        return "contains whitespace or a NUL character"
+    parts = key.split("/")
+    if "" in parts:
+        return "has an empty path component ('//', or '/' at an end)"
+    if "." in parts or ".." in parts:
+        return "has a '.' or '..' path component"
+    if parts[-1].startswith("."):
+        return "names a hidden file (a leading '.' marks temporary files)"
+    return None
+
+
 def _npy_file(root: Path, key: str) -> Path:
-    parts = PurePosixPath(key).parts
-    if not key or PurePosixPath(key).is_absolute() or ".." in parts or any(
-            c.isspace() for c in key):
-        raise ValueError(f"embedding key {key!r} must be a relative path without '..' or "
-                         "whitespace")
-    return root.joinpath(*parts).with_name(parts[-1] + ".npy")
+    problem = npy_key_problem(key)
+    if problem is not None:
+        raise ValueError(f"embedding key {key!r} {problem}; an npy store needs plain relative "
+                         "paths")
+    *folders, name = key.split("/")
+    return root.joinpath(*folders, name + ".npy")
 
 
 def save_npy_embedding(root: str | os.PathLike, key: str, vector: np.ndarray) -> Path:

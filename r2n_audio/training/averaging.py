@@ -1,14 +1,13 @@
 """Averaging the weights of several Lightning checkpoints (the last N epochs), and bundling.
 
-``python -m r2n_audio.training.averaging --out avg.ckpt --last 10 exp/run/checkpoints``
-averages the ``--last`` newest ``*.ckpt`` files of a folder (or the files given) and writes a
-checkpoint with the averaged ``state_dict``; ``--bundle model.pt`` also writes the export bundle
-of the averaged embedding network.
+``r2n-audio average exp/run/checkpoints --last 10 -o avg.ckpt [--bundle model.pt]`` (the
+command in :mod:`r2n_audio.commands.average`) averages the ``--last`` newest ``*.ckpt`` files of
+a folder (or the files given) with :func:`write_average`: a checkpoint with the averaged
+``state_dict`` and, optionally, the export bundle of the averaged embedding network.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from pathlib import Path
@@ -20,7 +19,7 @@ from r2n_audio.atomic import atomic_path
 from r2n_audio.checkpoints import read_checkpoint
 from r2n_audio.errors import ModelError
 
-__all__ = ["average_checkpoints", "last_checkpoints", "main"]
+__all__ = ["average_checkpoints", "last_checkpoints", "write_average"]
 
 
 def _epoch_of(path: Path) -> int:
@@ -50,6 +49,8 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict:
     last = None
     for path in paths:
         last = read_checkpoint(path)
+        if not isinstance(last, dict) or not isinstance(last.get("state_dict"), dict):
+            raise ModelError(f"{path}: no 'state_dict': not a Lightning training checkpoint")
         for key, value in last["state_dict"].items():
             if torch.is_tensor(value) and value.is_floating_point():
                 total[key] = total.get(key, 0) + value.double()
@@ -59,29 +60,24 @@ def average_checkpoints(paths: Sequence[str | os.PathLike]) -> dict:
     return last
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("inputs", nargs="+", help="checkpoint files, or one folder")
-    parser.add_argument("--out", required=True, help="averaged checkpoint to write")
-    parser.add_argument("--last", type=int, default=10, help="with a folder: how many (10)")
-    parser.add_argument("--bundle", help="also write the export bundle of the average here")
-    args = parser.parse_args(argv)
-    paths = (last_checkpoints(args.inputs[0], args.last)
-             if len(args.inputs) == 1 and Path(args.inputs[0]).is_dir() else args.inputs)
+def write_average(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
+                  bundle: str | os.PathLike | None = None) -> dict:
+    """Average ``paths`` (:func:`average_checkpoints`), write the checkpoint to ``out`` and,
+    given ``bundle``, the export bundle of the averaged embedding network; both atomically.
+
+    Returns the averaged checkpoint.
+    """
     averaged = average_checkpoints(paths)
-    with atomic_path(args.out) as tmp:
+    with atomic_path(out) as tmp:
         torch.save(averaged, tmp)
-    print(f"averaged {len(paths)} checkpoints -> {args.out}")
-    if args.bundle:
+    if bundle is not None:
         from r2n_audio.inference.bundle import save_bundle
         from r2n_audio.training.module import SpeakerModule
 
+        if not isinstance(averaged.get("hyper_parameters"), dict):
+            raise ModelError(f"{paths[-1]}: no 'hyper_parameters' to rebuild the model from; "
+                             "cannot write a bundle")
         module = SpeakerModule(**averaged["hyper_parameters"])
         module.load_state_dict(averaged["state_dict"])
-        save_bundle(module.bundle(meta={"averaged_from": averaged["averaged_from"]}), args.bundle)
-        print(f"bundle -> {args.bundle}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        save_bundle(module.bundle(meta={"averaged_from": averaged["averaged_from"]}), bundle)
+    return averaged

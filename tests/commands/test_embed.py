@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,7 +46,7 @@ def audio_dir(make_wav, tmp_path: Path) -> Path:
 
 
 def embed(*args: str | Path) -> int:
-    return main(["embed", *map(str, args), "--device", "cpu", "--no-progress"])
+    return main(["embed", *map(str, args), "--device", "cpu", "--quiet"])
 
 
 def test_folder_and_wav_scp_give_the_same_keys(bundle, audio_dir, tmp_path, capsys) -> None:
@@ -97,7 +98,7 @@ def test_bad_files_are_listed_and_skipped(bundle, make_wav, tmp_path, capsys) ->
     assert embed(tmp_path / "bad", "--model", bundle, "-o", tmp_path / "out" / "emb") == 1
     captured = capsys.readouterr()
     assert sorted(load_embeddings(tmp_path / "out" / "emb")) == ["good", "stereo"]
-    failed = (tmp_path / "out" / "failed.txt").read_text().splitlines()[1:]
+    failed = (tmp_path / "out" / "emb.failed.txt").read_text().splitlines()[1:]
     assert sorted(line.split("\t")[0] for line in failed) == ["clip", "corrupt", "empty", "notes"]
     assert any("too short" in line for line in failed)
     skipped = [ln for ln in captured.err.splitlines() if "skipped" in ln]
@@ -129,7 +130,7 @@ def test_fatal_inputs_exit_2(bundle, audio_dir, tmp_path, capsys, monkeypatch) -
     cases.append(([audio_dir, "--model", wrong], "not an r2n-audio bundle"))
     text = tmp_path / "model.txt"
     text.write_text("hello")
-    cases.append(([audio_dir, "--model", text], "not a readable torch file"))
+    cases.append(([audio_dir, "--model", text], "not a torch bundle"))
     for args, message in cases:
         assert embed(*args, "-o", out) == 2
         err = capsys.readouterr().err.strip().splitlines()
@@ -162,7 +163,7 @@ def test_kill_and_rerun_equals_one_run(tmp_path: Path, rng) -> None:
     script = Path(sys.executable).with_name("r2n-audio")
     proc = subprocess.Popen([str(script), "embed", str(folder), "--model", str(bundle), "-o",
                              str(out), "--device", "cpu", "--batch-seconds", "3",
-                             "--no-progress"], stdout=subprocess.DEVNULL,
+                             "--quiet"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -179,3 +180,144 @@ def test_kill_and_rerun_equals_one_run(tmp_path: Path, rng) -> None:
     resumed, whole = load_embeddings(out), load_embeddings(tmp_path / "whole")
     assert sorted(resumed) == sorted(whole) and len(whole) == 240
     assert max(np.abs(resumed[k] - whole[k]).max() for k in whole) <= 1e-5
+
+
+# --- issue 11: nothing lost (items 1, 3, 4, 10, 12, 15) -------------------------------------
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+def _scp(tmp_path: Path, audio_dir: Path, lines: list[str] | None = None) -> Path:
+    scp = tmp_path / "data" / "wav.scp"
+    scp.parent.mkdir(exist_ok=True)
+    lines = lines or [f"{p.relative_to(audio_dir).with_suffix('')} {p}"
+                      for p in sorted(audio_dir.rglob("*.*"))]
+    scp.write_text("".join(f"{line}\n" for line in lines))
+    return scp
+
+
+@pytest.mark.parametrize("output", ["data/wav.ark", "data/wav.scp", "data/wav"])
+def test_the_input_list_is_never_written_over(bundle, audio_dir, tmp_path, capsys,
+                                              output) -> None:
+    scp = _scp(tmp_path, audio_dir)
+    before = scp.read_bytes()
+    extra = ["--format", "ark"] if output == "data/wav" else []
+    assert embed(scp, "--model", bundle, "-o", tmp_path / output, *extra) == 2
+    line = _one_error_line(capsys)
+    assert f"cannot write {scp}" in line and "input of this command" in line
+    assert scp.read_bytes() == before
+    assert sorted(p.name for p in scp.parent.iterdir()) == ["wav.scp"]
+
+
+def test_a_staging_folder_holding_the_input_is_never_removed(bundle, audio_dir, tmp_path,
+                                                             capsys) -> None:
+    staging = tmp_path / "emb.npz.partial"  # the folder an npz run stages in, then removes
+    shutil.copytree(audio_dir, staging / "audio")
+    for source in (staging, staging / "audio"):
+        assert embed(source, "--model", bundle, "-o", tmp_path / "emb.npz") == 2
+        assert f"cannot write {staging}" in _one_error_line(capsys)
+    assert len(list(staging.rglob("*.wav"))) == 3
+
+
+def test_failed_lists_are_named_after_their_output(bundle, make_wav, tmp_path, capsys) -> None:
+    _bad_files(make_wav, "bad")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "failed.txt").write_text("my own notes\n")
+    assert embed(tmp_path / "bad", "--model", bundle, "-o", out / "a.npz") == 1
+    assert embed(tmp_path / "bad", "--model", bundle, "-o", out / "b.ark") == 1
+    assert embed(tmp_path / "bad", "--model", bundle, "-o", out / "c") == 1
+    assert "failures listed in " + str(out / "c.failed.txt") in capsys.readouterr().out
+    for name in ("a.npz.failed.txt", "b.ark.failed.txt", "c.failed.txt"):
+        assert len((out / name).read_text().splitlines()) == 5, name  # header + 4 bad files
+    assert (out / "failed.txt").read_text() == "my own notes\n"
+    (out / "d.failed.txt").write_text("my own notes\n")  # a user's file with that name
+    assert embed(tmp_path / "bad", "--model", bundle, "-o", out / "d") == 2
+    assert "is not a list of failures" in _one_error_line(capsys)
+    assert (out / "d.failed.txt").read_text() == "my own notes\n" and not (out / "d").exists()
+
+
+def test_standard_output_is_refused_in_one_line(bundle, audio_dir, tmp_path, capsys) -> None:
+    assert embed(audio_dir, "--model", bundle, "-o", "-") == 2
+    assert "standard output cannot hold them" in _one_error_line(capsys)
+    assert not Path("-").exists()
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["spk a.wav", "spk/ a.wav"], "'spk/' has an empty path component ('//', or '/' at an "
+                                  "end); it would be written to the same file as 'spk' (line 1)"),
+    (["a/b a.wav", "a//b a.wav"], "'a//b' has an empty path component ('//', or '/' at an "
+                                  "end); it would be written to the same file as 'a/b' (line 1)"),
+    (["a/./b a.wav"], "'a/./b' has a '.' or '..' path component"),
+    ([". a.wav"], "'.' has a '.' or '..' path component"),
+    (["x a.wav", "../up a.wav"], "'../up' has a '.' or '..' path component"),
+    (["/abs a.wav"], "'/abs' has an empty path component"),
+])
+def test_keys_that_share_or_escape_a_file_are_refused(bundle, make_wav, tmp_path, capsys,
+                                                       lines, message) -> None:
+    make_wav("data/a.wav")
+    scp = _scp(tmp_path, tmp_path, lines)
+    assert embed(scp, "--model", bundle, "-o", tmp_path / "emb") == 2
+    line = _one_error_line(capsys)
+    assert message in line and f"{scp}:{len(lines)}:" in line
+    assert not (tmp_path / "emb").exists()
+
+
+def test_symlinked_folders_are_followed_once_and_every_extension_is_read(
+        bundle, make_wav, tmp_path, capsys) -> None:
+    from r2n_audio.audio import AUDIO_EXTENSIONS
+
+    elsewhere = tmp_path / "elsewhere"
+    formats = {".wav": None, ".flac": None, ".ogg": None, ".opus": ("OGG", "OPUS"),
+               ".mp3": ("MP3", "MPEG_LAYER_III")}
+    assert sorted(formats) == sorted(AUDIO_EXTENSIONS)  # a new extension needs a case here
+    signal = make_wav("tone.wav").read_bytes()
+    data, sr = sf.read(tmp_path / "tone.wav")
+    for ext, fmt in formats.items():
+        target = elsewhere / f"u{ext.replace('.', '_')}{ext}"
+        target.parent.mkdir(exist_ok=True)
+        if fmt is None:
+            sf.write(target, data, sr)
+        else:
+            sf.write(target, data, sr, format=fmt[0], subtype=fmt[1])
+    root = tmp_path / "root"
+    (root / "own").mkdir(parents=True)
+    (root / "own" / "x.wav").write_bytes(signal)
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "own" / "loop").symlink_to(root, target_is_directory=True)  # a cycle
+    assert embed(root, "--model", bundle, "-o", tmp_path / "emb") == 0
+    keys = sorted(load_embeddings(tmp_path / "emb"))
+    assert keys == sorted(["own/x"] + [f"linked/u{e.replace('.', '_')}" for e in formats])
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--device", "tpu", "unknown device 'tpu'; use auto, cpu, cuda, cuda:N or mps"),
+    ("--batch-seconds", "nan", "must be a finite number > 0, got 'nan'"),
+    ("--batch-seconds", "inf", "must be a finite number > 0, got 'inf'"),
+    ("--workers", "0", "must be >= 1, got 0"),
+])
+def test_bad_option_values_are_usage_errors(bundle, audio_dir, tmp_path, capsys, option, value,
+                                            message) -> None:
+    assert main(["embed", str(audio_dir), "--model", str(bundle), "-o", str(tmp_path / "e"),
+                 option, value]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_an_output_under_a_file_is_one_line(bundle, audio_dir, tmp_path, capsys) -> None:
+    (tmp_path / "file").write_text("x")
+    assert embed(audio_dir, "--model", bundle, "-o", tmp_path / "file" / "emb") == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"r2n-audio embed: error: cannot write {tmp_path / 'file' / 'emb'}")
+    assert line.endswith("Not a directory")
+
+
+def test_a_log_gets_no_bar_and_quiet_gets_nothing(bundle, audio_dir, tmp_path, capsys) -> None:
+    args = ["embed", str(audio_dir), "--model", str(bundle), "--device", "cpu"]
+    assert main([*args, "-o", str(tmp_path / "a")]) == 0
+    assert "\r" not in capsys.readouterr().err  # stderr is not a terminal under pytest
+    assert main([*args, "-o", str(tmp_path / "b"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

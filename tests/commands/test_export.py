@@ -33,3 +33,15 @@ def test_export_errors(tmp_path: Path, capsys) -> None:
                  str(tmp_path / "m.onnx")]) == 2
     assert "no such model bundle" in capsys.readouterr().err
     assert main(["export", "--model", "x", "--format", "tflite", "-o", "y"]) == 2
+
+
+def test_export_never_writes_over_its_model(tmp_path: Path, capsys) -> None:
+    model = make_bundle_file(tmp_path / "model.pt")
+    before = model.read_bytes()
+    assert main(["export", "--model", str(model), "--format", "torchscript", "-o", str(model),
+                 "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot write {model}: it is an input" in err[0]
+    assert model.read_bytes() == before and not Path(f"{model}.json").exists()
+    assert main(["export", "--model", str(model), "--format", "torchscript", "-o", "-"]) == 2
+    assert "standard output ('-') takes text outputs only" in capsys.readouterr().err

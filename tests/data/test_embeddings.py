@@ -84,3 +84,16 @@ def test_errors(tmp_path, rng):
     np.savez(tmp_path / "mat.npz", a=np.ones((2, 3)))
     with pytest.raises(DataFormatError, match="expected a non-empty vector"):
         load_embeddings(tmp_path / "mat.npz")
+
+
+@pytest.mark.parametrize("key", ["spk/", "a//b", ".", "a/./b", "a/../b", "/abs", "spk/.u1", ""])
+def test_npy_keys_that_would_share_or_escape_a_file_are_refused(tmp_path, key) -> None:
+    with pytest.raises(ValueError, match="plain relative paths"):
+        save_npy_embedding(tmp_path, key, np.ones(3))
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_plain_keys_map_to_distinct_files(tmp_path) -> None:
+    for key in ("spk", "spk/u1", "spk/u1.npy", ".spk/u1"):
+        save_npy_embedding(tmp_path, key, np.ones(3))
+    assert sorted(load_embeddings(tmp_path)) == sorted(["spk", "spk/u1", "spk/u1.npy", ".spk/u1"])

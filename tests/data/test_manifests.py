@@ -126,3 +126,14 @@ def test_bad_trials(tmp_path, text, line, problem):
 def test_trials_length_mismatch():
     with pytest.raises(ValueError, match="differ in length"):
         Trials(["a"], ["b", "c"], np.array([1, 0]))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_key(tmp_path):
+    bom = "\ufeff"
+    assert list(read_wav_scp(_write(tmp_path, "wav.scp", f"{bom}u1 a.wav\n"))) == ["u1"]
+    assert read_utt2spk(_write(tmp_path, "utt2spk", f"{bom}u1 s1\n")) == {"u1": "s1"}
+    assert read_spk2utt(_write(tmp_path, "spk2utt", f"{bom}s1 u1 u2\n")) == {"s1": ["u1", "u2"]}
+    vox = read_trials(_write(tmp_path, "vox.txt", f"{bom}1 a/1.wav b/2.wav\n"))
+    assert vox.enroll == ["a/1"] and vox.labels.tolist() == [1]  # the label '1', not '\ufeff1'
+    kaldi = read_trials(_write(tmp_path, "kaldi.txt", f"{bom}a b target\n"))
+    assert kaldi.enroll == ["a"]

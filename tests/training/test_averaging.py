@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from r2n_audio.inference.bundle import load_bundle
-from r2n_audio.training.averaging import average_checkpoints, last_checkpoints, main
+from r2n_audio.training.averaging import average_checkpoints, last_checkpoints
 from r2n_audio.training.module import SpeakerModule
 
 FRONTEND = {"type": "kaldi", "num_mel_bins": 24}
@@ -29,17 +29,11 @@ def test_average_equals_mean_of_state_dicts(tmp_path):
             assert torch.equal(averaged[key], value)  # e.g. num_batches_tracked: the last one
 
 
-def test_last_checkpoints_orders_by_epoch_and_cli_writes_bundle(tmp_path):
+def test_last_checkpoints_orders_by_epoch(tmp_path):
     for i in (2, 10, 1):
         _checkpoint(tmp_path / f"epoch={i}.ckpt", seed=i)
     _checkpoint(tmp_path / "last.ckpt", seed=99)
     assert [p.name for p in last_checkpoints(tmp_path, 2)] == ["epoch=2.ckpt", "epoch=10.ckpt"]
-    assert main([str(tmp_path), "--last", "2", "--out", str(tmp_path / "avg.ckpt"),
-                 "--bundle", str(tmp_path / "model.pt")]) == 0
-    bundle = load_bundle(tmp_path / "model.pt")
-    averaged = torch.load(tmp_path / "avg.ckpt", weights_only=True)["state_dict"]
-    key = "blocks.0.conv.conv.weight"
-    torch.testing.assert_close(bundle["state_dict"][key], averaged[f"backbone.{key}"])
 
 
 def test_init_from_loads_backbone_and_the_first_head_rows(tmp_path):
