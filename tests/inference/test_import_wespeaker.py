@@ -32,8 +32,16 @@ ARCHITECTURES = [
     ("ResNet152", "resnet", {"feat_dim": 80, "embed_dim": 256, **TSTP}, "resnet152"),
     ("ResNet221", "resnet", {"feat_dim": 80, "embed_dim": 256, **TSTP}, "resnet221"),
     ("ResNet293", "resnet", {"feat_dim": 80, "embed_dim": 256, **TSTP}, "resnet293"),
+    ("ERes2Net34_Base", "eres2net", {"feat_dim": 80, "embed_dim": 192, **TSTP},
+     "eres2net34_base"),
+    ("ERes2Net34_Large", "eres2net", {"feat_dim": 80, "embed_dim": 192, **TSTP},
+     "eres2net34_large"),
+    ("ERes2Net34_aug", "eres2net", {"feat_dim": 80, "embed_dim": 192, **TSTP}, "eres2net34_aug"),
+    ("CAMPPlus", "campplus", {"feat_dim": 80, "embed_dim": 512, "pooling_func": "TSTP"},
+     "campplus_e512"),
 ]
-SLOW = {"ResNet152", "ResNet293"}  # same code path as ResNet221, the one kept in the default suite
+# Same code paths as the full-size model of their family kept in the default suite.
+SLOW = {"ResNet152", "ResNet293", "ERes2Net34_Large", "ERes2Net34_aug"}
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,9 @@ __all__ = ["wespeaker_module", "speakerlab_module", "randomize_all", "speech_cro
 
 
 def _site_file(package: str, *parts: str) -> Path:
+    loaded = sys.modules.get(package)
+    if loaded is not None and getattr(loaded, "__path__", None):  # e.g. the wespeaker stub
+        return Path(list(loaded.__path__)[0], *parts)
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         pytest.skip(f"reference package {package} is not installed")
