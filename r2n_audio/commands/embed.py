@@ -152,7 +152,14 @@ def _check_outputs(args: argparse.Namespace, kind: str, out: Path, staging: Path
     outputs = [failed] if kind == "npy" else [out, staging, failed]
     if kind == "ark":
         outputs += [out.with_suffix(".ark"), out.with_suffix(".scp")]
-    refuse_overwriting_inputs(outputs, [args.input, args.model, *inputs.values()])
+    refuse_overwriting_inputs(outputs, [args.input, args.model])
+    # Audio files by name only: outputs end in .npz/.ark/.scp/.failed.txt, and a stat per file
+    # would cost seconds per million files on every rerun.
+    names = {os.path.abspath(o): o for o in outputs}
+    for path in inputs.values():
+        if os.path.abspath(path) in names:
+            raise OutputError(names[os.path.abspath(path)], f"it is an input of this command "
+                                                            f"({path}); choose another output")
     if failed.is_file() and not _is_our_failed_list(failed):
         raise OutputError(failed, "exists and is not a list of failures written by "
                                   "r2n-audio embed; move it or choose another output")

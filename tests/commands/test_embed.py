@@ -321,3 +321,15 @@ def test_a_log_gets_no_bar_and_quiet_gets_nothing(bundle, audio_dir, tmp_path, c
     assert "\r" not in capsys.readouterr().err  # stderr is not a terminal under pytest
     assert main([*args, "-o", str(tmp_path / "b"), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_an_audio_file_named_like_the_output_is_never_written_over(bundle, tmp_path, capsys,
+                                                                  rng) -> None:
+    audio = tmp_path / "data" / "emb.ark"  # a wav under an archive's name, listed in wav.scp
+    audio.parent.mkdir()
+    sf.write(audio, 0.1 * rng.standard_normal(16000), 16000, format="WAV")
+    before = audio.read_bytes()
+    scp = _scp(tmp_path, tmp_path, [f"u1 {audio}"])
+    assert embed(scp, "--model", bundle, "-o", audio) == 2
+    assert f"cannot write {audio}: it is an input" in _one_error_line(capsys)
+    assert audio.read_bytes() == before
