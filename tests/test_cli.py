@@ -129,3 +129,20 @@ def test_score_output_in_a_read_only_folder_is_one_line(tmp_path: Path, rng, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"r2n-audio score: error: cannot write {tmp_path / 'ro' / 'scores.txt'}: "
                    "Read-only file system"]
+
+
+def test_score_output_through_a_link_to_a_fifo_is_written_through(tmp_path: Path, rng,
+                                                                  capsys) -> None:
+    import os
+    import threading
+
+    fifo, link = tmp_path / "fifo", tmp_path / "scores.txt"
+    os.mkfifo(fifo)
+    link.symlink_to(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    assert cli.main([*_scoring_inputs(tmp_path, rng), "--output", str(link)]) == 0
+    reader.join(timeout=30)
+    assert [line.split()[:2] for line in got[0].splitlines()] == [["a", "b"], ["a", "c"]]
+    assert link.is_symlink() and not fifo.is_symlink() and not fifo.is_file()

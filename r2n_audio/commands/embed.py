@@ -25,6 +25,7 @@ import argparse
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from r2n_audio.audio import AUDIO_EXTENSIONS
@@ -95,7 +96,7 @@ def list_inputs(source: str | os.PathLike) -> dict[str, str]:
     return found
 
 
-def _audio_files(root: Path):
+def _audio_files(root: Path) -> Iterator[Path]:
     """Audio files under ``root`` in sorted order, following symlinked folders, each real
     folder once: (device, inode) pairs already searched are skipped, so links cannot loop."""
 
