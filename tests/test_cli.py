@@ -146,3 +146,14 @@ def test_score_output_through_a_link_to_a_fifo_is_written_through(tmp_path: Path
     reader.join(timeout=30)
     assert [line.split()[:2] for line in got[0].splitlines()] == [["a", "b"], ["a", "c"]]
     assert link.is_symlink() and not fifo.is_symlink() and not fifo.is_file()
+
+
+def test_import_never_writes_over_a_file_of_its_source_folder(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "voxceleb_resnet34"
+    src.mkdir()
+    (src / "avg_model.pt").write_bytes(b"the checkpoint")
+    assert cli.main(["import", "wespeaker", str(src), "-o", str(src / "avg_model.pt"),
+                     "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lies in the input folder" in err[0]
+    assert (src / "avg_model.pt").read_bytes() == b"the checkpoint"
