@@ -23,6 +23,8 @@ __all__ = [
     "BatchNorm1dNested",
     "TDNNBlock",
     "SqueezeExcite2d",
+    "SimAM2d",
+    "conv_bn",
 ]
 
 
@@ -169,3 +171,47 @@ class SqueezeExcite2d(nn.Module):
         else:
             s = (x * mask).sum((2, 3), keepdim=True) / (mask.sum(3, keepdim=True) * x.size(2))
         return x * torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
+
+
+class SimAM2d(nn.Module):
+    """SimAM, parameter-free attention (Yang, Zhang, Li and Xie, ICML 2021), WeSpeaker's form.
+
+    Each position's energy ``e = (x - mu)^2 / (4 (var + lambda)) + 1/2`` against the mean and
+    variance (``n - 1`` denominator) of its channel's map; output ``x * sigmoid(e)``. With a
+    mask the statistics cover frequency and the *valid* frames only.
+    Shapes: ``x (B, C, F, T)``, ``mask (B, 1, 1, T)`` or None -> ``(B, C, F, T)``.
+    """
+
+    def __init__(self, lambda_p: float = 1e-4) -> None:
+        super().__init__()
+        self.lambda_p = lambda_p
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            n = x.size(2) * x.size(3)
+            d = (x - x.mean((2, 3), keepdim=True)).pow(2)
+            v = d.sum((2, 3), keepdim=True) / (n - 1)
+        else:
+            n = mask.sum(3, keepdim=True) * x.size(2)
+            d = (x - (x * mask).sum((2, 3), keepdim=True) / n).pow(2)
+            v = (d * mask).sum((2, 3), keepdim=True) / (n - 1).clamp(min=1)
+        return x * torch.sigmoid(d / (4 * (v + self.lambda_p)) + 0.5)
+
+
+def conv_bn(x: torch.Tensor, conv: nn.Module, bn: nn.Module) -> torch.Tensor:
+    """``bn(conv(x))`` for a ``Conv1d``/``Conv2d`` and a ``BatchNorm``; in eval mode the
+    BatchNorm is folded into the convolution's weight and bias (same result to rounding, one
+    pass and one allocation instead of two, which matters for maps past malloc's mmap
+    threshold). Training mode runs the two modules (batch statistics)."""
+    if bn.training or not bn.track_running_stats:
+        return bn(conv(x))
+    scale = (bn.running_var + bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    weight = conv.weight * scale.view(-1, *[1] * (conv.weight.dim() - 1))
+    return conv._conv_forward(x, weight, shift)

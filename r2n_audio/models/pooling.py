@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from r2n_audio.models.layers import Conv1dNested, TDNNBlock, time_mask
 
-__all__ = ["StatisticsPooling", "AttentiveStatisticsPooling"]
+__all__ = ["StatisticsPooling", "AttentiveStatisticsPooling", "ChannelAttentiveStatisticsPooling"]
 
 
 def _weighted_stats(x: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,3 +106,31 @@ class AttentiveStatisticsPooling(nn.Module):
         attn = attn.masked_fill(mask == 0, float("-inf")).softmax(dim=2)
         mean, std = _weighted_stats(x, attn, self.eps)
         return torch.cat([mean, std], dim=1)
+
+
+class ChannelAttentiveStatisticsPooling(nn.Module):
+    """Channel-dependent attentive statistics without global context, WeSpeaker's ``ASP``
+    (SimAM-ResNet): ``attention`` = 1x1 conv ``D -> A``, ReLU, BatchNorm, 1x1 conv ``A -> D``,
+    softmax over the valid frames; returns the weighted mean and ``sqrt(max(E[x^2] - mean^2,
+    1e-5))``. Module indices match WeSpeaker's Sequential (``attention.0``, ``.2``, ``.3``).
+
+    Shapes: ``x (B, C, F, T)`` (flattened channel-major to ``D = C*F``) or ``(B, D, T)``,
+    ``lengths (B,)`` or None -> ``(B, 2 D)``.
+    """
+
+    def __init__(self, in_dim: int, attention_channels: int = 128) -> None:
+        super().__init__()
+        self.attention = nn.Sequential(
+            nn.Conv1d(in_dim, attention_channels, 1), nn.ReLU(inplace=True),
+            nn.BatchNorm1d(attention_channels), nn.Conv1d(attention_channels, in_dim, 1),
+        )
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        x = x.flatten(1, -2)
+        w = self.attention(x)
+        if lengths is not None:
+            w = w.masked_fill(time_mask(lengths, x.size(2)).unsqueeze(1) == 0, float("-inf"))
+        weighted = w.softmax(dim=2) * x
+        mean = weighted.sum(2)
+        var = (weighted * x).sum(2) - mean * mean  # WeSpeaker's one-pass form
+        return torch.cat([mean, var.clamp(min=1e-5).sqrt()], dim=1)

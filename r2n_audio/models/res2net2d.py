@@ -30,10 +30,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from r2n_audio.models.layers import SqueezeExcite2d, check_lengths, strided_lengths, time_mask
-from r2n_audio.models.pooling import StatisticsPooling
+from r2n_audio.models.layers import SimAM2d, SqueezeExcite2d, check_lengths, strided_lengths, time_mask
+from r2n_audio.models.pooling import ChannelAttentiveStatisticsPooling, StatisticsPooling
 
-__all__ = ["Res2Bottleneck", "Bottle2neck", "BasicBlock", "BasicRes2Block", "ResNet2d", "masked", "mask4d", "masked_sequential", "speaker_image", "SpeakerImageNet"]
+__all__ = ["Res2Bottleneck", "Bottle2neck", "BasicBlock", "SimAMBasicBlock", "BasicRes2Block", "ResNet2d", "masked", "mask4d", "masked_sequential", "speaker_image", "SpeakerImageNet"]
 
 
 def mask4d(lengths: torch.Tensor | None, frames: int, dtype: torch.dtype) -> torch.Tensor | None:
@@ -220,6 +220,18 @@ class BasicBlock(nn.Module):
         return masked(F.relu(out + residual), mask), out_lengths
 
 
+class SimAMBasicBlock(BasicBlock):
+    """:class:`BasicBlock` with parameter-free SimAM in its attention slot (after the second
+    BN, before the residual add): WeSpeaker's ``SimAMBasicBlock``, same parameters."""
+
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+        base_width: int = 64, scale: int = 1, cardinality: int = 1, se: bool = False,
+    ) -> None:
+        super().__init__(inplanes, planes, stride, downsample, base_width, scale, cardinality)
+        self.se = SimAM2d()
+
+
 class Downsample(nn.Sequential):
     """Shortcut projection: v1 ``[conv1x1(stride), BN]``; v1b ``[AvgPool(stride, ceil_mode,
     count_include_pad=False), conv1x1, BN]`` where the pool averages the valid frames only."""
@@ -245,7 +257,8 @@ class Downsample(nn.Sequential):
         return super().forward(x)
 
 
-_BLOCKS = {"bottle2neck": Bottle2neck, "basic_res2": BasicRes2Block, "basic": BasicBlock}
+_BLOCKS = {"bottle2neck": Bottle2neck, "basic_res2": BasicRes2Block, "basic": BasicBlock,
+           "simam_basic": SimAMBasicBlock}
 
 
 class ResNet2d(SpeakerImageNet):
@@ -253,7 +266,7 @@ class ResNet2d(SpeakerImageNet):
 
     Parameters
     ----------
-    block : {"bottle2neck", "basic_res2", "basic"}
+    block : {"bottle2neck", "basic_res2", "basic", "simam_basic"}
     layers : sequence of int
         Blocks per stage (50: ``[3, 4, 6, 3]``, 101: ``[3, 4, 23, 3]``, 34: ``[3, 4, 6, 3]``).
     base_channels : int
@@ -271,6 +284,8 @@ class ResNet2d(SpeakerImageNet):
         (B, in_channels, H, W)) -> (B, num_classes)``. ``0``: speaker backbone.
     feat_dim, embed_dim : int
         Speaker mode: fbank size and embedding size.
+    pooling : {"tstp", "asp"}
+        Speaker mode: statistics pooling, or WeSpeaker's channel-attentive ``ASP``.
 
     Shapes (speaker mode): ``forward(feats (B, T, F), lengths (B,) | None) -> (B, embed_dim)``;
     ``forward_frames -> (B, C, F', T')``.
@@ -281,10 +296,13 @@ class ResNet2d(SpeakerImageNet):
         stem: str = "v1", avg_down: bool = False, strides: Sequence[int] = (1, 2, 2, 2),
         base_width: int = 26, scale: int = 4, cardinality: int = 1, se: bool = False,
         in_channels: int = 1, num_classes: int = 0, feat_dim: int = 80, embed_dim: int = 256,
+        pooling: str = "tstp",
     ) -> None:
         super().__init__()
         if block not in _BLOCKS or stem not in ("v1", "deep", "speech"):
             raise ValueError(f"block must be one of {sorted(_BLOCKS)}, stem one of v1, deep, speech")
+        if pooling not in ("tstp", "asp"):
+            raise ValueError(f"pooling must be 'tstp' or 'asp', got {pooling!r}")
         if num_classes == 0 and in_channels != 1:
             raise ValueError("a speaker backbone (num_classes=0) takes in_channels=1")
         block_cls = _BLOCKS[block]
@@ -309,7 +327,7 @@ class ResNet2d(SpeakerImageNet):
             freq = feat_dim
             for s in self._freq_strides(stem, strides):
                 freq = _out_frames(freq, s)
-            self.pool = StatisticsPooling()
+            self.pool = StatisticsPooling() if pooling == "tstp" else ChannelAttentiveStatisticsPooling(inplanes * freq)
             self.embedding = nn.Linear(2 * inplanes * freq, embed_dim)
 
     def _build_stem(self, stem: str, in_channels: int, base_channels: int) -> None:
