@@ -55,9 +55,11 @@ BLOCK_FRAMES = 1 << 20
 
 
 def _blocks(path: Path, offset: float, duration: float | None,
-            block_frames: int) -> Iterator[tuple[np.ndarray, int]]:
+            block_frames: int) -> Iterator[tuple[np.ndarray, int, int]]:
     """Decode ``path`` (or ``duration`` seconds of it from ``offset``) in float32 ``(n, C)``
-    blocks of at most ``block_frames``, each with the file's sample rate; maps decoder errors."""
+    blocks of at most ``block_frames``, each with the file's sample rate and the number of
+    samples the header announces; maps decoder errors. Every block is read into the same
+    buffer (the caller consumes it before asking for the next)."""
     _check_exists(path)
     _report_once("soundfile", "decoding audio with soundfile %s (libsndfile %s)",
                  sf.__version__, sf.__libsndfile_version__, level=logging.DEBUG)
@@ -71,13 +73,15 @@ def _blocks(path: Path, offset: float, duration: float | None,
                                            f"({f.frames / sr:.3f} s)")
                 f.seek(start)
             left = -1 if duration is None else max(1, round(duration * sr))
+            announced = f.frames - f.tell() if left < 0 else min(left, f.frames - f.tell())
+            buffer = np.empty((min(block_frames, max(1, announced)), f.channels), np.float32)
             while left:
-                size = block_frames if left < 0 else min(block_frames, left)
-                block = f.read(size, dtype="float32", always_2d=True)
+                size = len(buffer) if left < 0 else min(len(buffer), left)
+                block = f.read(size, dtype="float32", always_2d=True, out=buffer[:size])
                 if not len(block):
                     return
                 left = left - len(block) if left > 0 else left
-                yield block, sr
+                yield block, sr, announced
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         raise AudioError(path, f"cannot decode audio ({err}); expected one of "
                                f"{', '.join(AUDIO_EXTENSIONS)}") from None
@@ -139,6 +143,33 @@ class _StreamResampler:
         return out[skip:skip + count]
 
 
+class _Output:
+    """The output waveform, allocated once from the header's length and filled in place (no
+    list of pieces and final concatenation, which would double the peak); grows if a header
+    under-announced (some compressed formats estimate)."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.wave, self.size = torch.empty(0), 0
+
+    def reserve(self, size: int) -> None:
+        if size > self.wave.numel():
+            import torch
+
+            grown = torch.empty(size)
+            grown[:self.size] = self.wave[:self.size]
+            self.wave = grown
+
+    def append(self, piece: torch.Tensor) -> None:
+        self.reserve(self.size + piece.numel())
+        self.wave[self.size:self.size + piece.numel()] = piece
+        self.size += piece.numel()
+
+    def result(self) -> torch.Tensor:
+        return self.wave[:self.size]
+
+
 def load_audio(
     path: str | os.PathLike, sample_rate: int = 16000, min_seconds: float = 0.1,
     offset: float = 0.0, duration: float | None = None, block_frames: int = BLOCK_FRAMES,
@@ -177,30 +208,31 @@ def load_audio(
     import torch  # lazy: manifests and scoring import this module without needing torch
 
     path = Path(path)
-    pieces: list[torch.Tensor] = []
+    out = _Output()
     resampler, sr, count = None, sample_rate, 0
-    for block, sr in _blocks(path, offset, duration, max(1, int(block_frames))):
+    for block, sr, announced in _blocks(path, offset, duration, max(1, int(block_frames))):
         if not np.isfinite(block).all():
             raise AudioError(path, "contains NaN or Inf samples")
         mono = _mono(path, block)
         count += len(mono)
+        out.reserve(-(-announced * sample_rate // sr))
         if sr != sample_rate:
             if resampler is None:
                 _report_once("resample", "resampling audio from %d Hz to %d Hz (first: %s)",
                              sr, sample_rate, path)
                 resampler = _StreamResampler(sr, sample_rate)
-            pieces.append(resampler.push(mono))
+            out.append(resampler.push(mono))
         else:
-            pieces.append(torch.from_numpy(mono))
+            out.append(torch.from_numpy(mono))
     if count == 0:
         raise AudioError(path, "contains no samples")
     if count / sr < min_seconds:
         raise AudioError(path, f"too short: {count / sr:.3f} s, the minimum is {min_seconds} s")
     if resampler is not None:
-        pieces.append(resampler.push(np.zeros(0, dtype=np.float32), final=True))
-    wave = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-    del pieces
-    peak = float(wave.abs().max())
+        out.append(resampler.push(np.zeros(0, dtype=np.float32), final=True))
+    wave = out.result()
+    low, high = torch.aminmax(wave)  # no |wave| temporary the size of the file
+    peak = max(-float(low), float(high))
     if peak > 1.0:
         # Float files (and sinc resampling of loud PCM) can exceed full scale.
         _report_once("clip", "clipping samples beyond [-1, 1] (peak %.3f in %s)", peak, path)
