@@ -23,11 +23,11 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from r2n_audio.audio import AudioError, audio_duration, load_audio, load_random_segment
-from r2n_audio.data.manifests import read_utt2spk, read_wav_scp
+from r2n_audio.data.manifests import read_utt2dur, read_utt2spk, read_wav_scp, utt2dur_line
 from r2n_audio.errors import DataFormatError, R2NError
 
 __all__ = ["TrainCropDataset", "EvalDataset", "EvalBatch", "BucketBatchSampler",
-           "collate_train", "collate_eval", "repeat_pad"]
+           "collate_train", "collate_eval", "repeat_pad", "augmented_crop"]
 
 
 def _table(source: str | os.PathLike | Mapping[str, str], reader) -> dict[str, str]:
@@ -39,6 +39,47 @@ def repeat_pad(wave: Tensor, length: int) -> Tensor:
     if wave.numel() >= length:
         return wave[:length]
     return wave.repeat(math.ceil(length / wave.numel()))[:length]
+
+
+def augmented_crop(read: Callable[[int], Tensor], label: int, crop_samples: int,
+                   num_speakers: int, augment: Callable[[Tensor], Tensor] | None = None,
+                   speed_perturb: Callable | None = None) -> tuple[Tensor, int]:
+    """One training item: a crop, speed-perturbed and augmented, with its class label.
+
+    Shared by the file reader (:class:`TrainCropDataset`) and the shard reader
+    (:mod:`r2n_audio.data.shards`), so both draw the same crops and augmentation.
+
+    Parameters
+    ----------
+    read : callable
+        ``read(num_samples) -> wave (M,)``: a random stretch of the utterance, ``M <=
+        num_samples`` when the utterance is shorter (it is then tiled).
+    label : int
+        Speaker index.
+    crop_samples : int
+        Output length N.
+    num_speakers : int
+        Speed ``k`` of speaker ``s`` is class ``s + k * num_speakers``.
+    augment, speed_perturb
+        As in :class:`TrainCropDataset`.
+
+    Returns
+    -------
+    wave : Tensor (N,) float32
+    label : int
+    """
+    if speed_perturb is None:
+        wave = repeat_pad(read(crop_samples), crop_samples)
+    else:
+        # Crop what becomes crop_samples after the speed change, then fix the length.
+        k = speed_perturb.choose()
+        need = math.ceil(crop_samples * speed_perturb.speeds[k]) + 1
+        wave = speed_perturb.apply(repeat_pad(read(need), need), k)
+        wave = repeat_pad(wave, crop_samples)
+        label += k * num_speakers
+    if augment is not None:
+        wave = augment(wave)
+    return wave.float().contiguous(), label
 
 
 class _WorkerRandom:
@@ -84,6 +125,10 @@ class TrainCropDataset(Dataset):
         the classifier needs :attr:`num_classes` outputs.
     seed : int
         Combined with the DataLoader's worker seed for crops and augmentation choices.
+    durations : path or mapping, optional
+        ``utt2dur`` (or ``{utt: seconds}``): crop offsets are drawn from it instead of each
+        file's header. A file shorter than its entry raises a
+        :class:`~r2n_audio.errors.DataFormatError` naming the ``utt2dur`` line.
 
     Items are ``(waveform (N,) float32, label int)`` with ``N = round(crop_seconds *
     sample_rate)``.
@@ -92,10 +137,11 @@ class TrainCropDataset(Dataset):
     def __init__(self, wav_scp: str | os.PathLike | Mapping[str, str],
                  utt2spk: str | os.PathLike | Mapping[str, str], crop_seconds: float = 2.0,
                  sample_rate: int = 16000, augment: Callable[[Tensor], Tensor] | None = None,
-                 speed_perturb: Callable | None = None, seed: int = 0) -> None:
+                 speed_perturb: Callable | None = None, seed: int = 0,
+                 durations: str | os.PathLike | Mapping[str, float] | None = None) -> None:
         wavs = _table(wav_scp, read_wav_scp)
         speakers_of = _table(utt2spk, read_utt2spk)
-        missing = sorted(set(wavs) - set(speakers_of))
+        missing = sorted(k for k in wavs if k not in speakers_of)  # no million-key sets
         if missing:
             raise DataFormatError(utt2spk if not isinstance(utt2spk, Mapping) else "utt2spk",
                                   f"{len(missing)} utterances of wav.scp have no speaker, e.g. "
@@ -109,12 +155,26 @@ class TrainCropDataset(Dataset):
         self.paths = [wavs[k] for k in self.keys]
         self.speakers: list[str] = sorted({speakers_of[k] for k in self.keys})
         index = {s: i for i, s in enumerate(self.speakers)}
-        self.labels = [index[speakers_of[k]] for k in self.keys]
+        # numpy, not lists of Python numbers: a VoxCeleb2-size manifest stays small.
+        self.labels = np.fromiter((index[speakers_of[k]] for k in self.keys), np.int32,
+                                  len(self.keys))
+        del speakers_of, wavs
         self.sample_rate = int(sample_rate)
         self.crop_samples = int(round(crop_seconds * sample_rate))
         self.augment, self.speed_perturb = augment, speed_perturb
         self._random = _WorkerRandom(seed)
-        self._durations: dict[str, float] = {}
+        # Seconds per item: from utt2dur, else each file's header on first use (per worker).
+        self._seconds = np.full(len(self.keys), np.nan)
+        self._utt2dur = None if durations is None or isinstance(durations, Mapping) \
+            else durations
+        if durations is not None:
+            table = _table(durations, read_utt2dur)
+            missing = [k for k in self.keys if k not in table]
+            if missing:
+                raise DataFormatError(self._utt2dur or "utt2dur",
+                                      f"{len(missing)} utterances of wav.scp have no duration, "
+                                      f"e.g. {missing[:3]}")
+            self._seconds = np.fromiter((table[k] for k in self.keys), float, len(self.keys))
 
     @property
     def num_speakers(self) -> int:
@@ -137,26 +197,25 @@ class TrainCropDataset(Dataset):
         worker): a 2 s crop of a long recording costs what 2 s cost.
         """
         path = self.paths[i]
-        if path not in self._durations:
-            self._durations[path] = audio_duration(path)
-        wave = load_random_segment(path, length, self.sample_rate, rng, self._durations[path])
+        if np.isnan(self._seconds[i]):
+            self._seconds[i] = audio_duration(path)
+        try:
+            wave = load_random_segment(path, length, self.sample_rate, rng,
+                                       float(self._seconds[i]))
+        except AudioError as err:
+            if self._utt2dur is None or "outside the file" not in err.problem:
+                raise
+            key = self.keys[i]
+            raise DataFormatError(self._utt2dur, f"{key} is {float(self._seconds[i])} s here "
+                                  f"but {err}; rewrite utt2dur from the audio",
+                                  utt2dur_line(self._utt2dur, key)) from None
         return repeat_pad(wave, length)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         rng = self._random.get(self.augment, self.speed_perturb)
-        label = self.labels[i]
-        if self.speed_perturb is None:
-            wave = self._crop(i, self.crop_samples, rng)
-        else:
-            # Crop what becomes crop_samples after the speed change, then fix the length.
-            k = self.speed_perturb.choose()
-            need = math.ceil(self.crop_samples * self.speed_perturb.speeds[k]) + 1
-            wave = self.speed_perturb.apply(self._crop(i, need, rng), k)
-            wave = repeat_pad(wave, self.crop_samples)
-            label += k * self.num_speakers
-        if self.augment is not None:
-            wave = self.augment(wave)
-        return wave.float().contiguous(), label
+        return augmented_crop(lambda n: self._crop(i, n, rng), int(self.labels[i]),
+                              self.crop_samples,
+                              self.num_speakers, self.augment, self.speed_perturb)
 
 
 def collate_train(batch: Sequence[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
@@ -179,16 +238,20 @@ class EvalDataset(Dataset):
     errors : {"raise", "return"}
         With ``"return"`` an unreadable file yields ``(key, AudioError)`` instead of raising, so
         one bad file does not stop a run; :func:`collate_eval` moves those into ``failed``.
+    utt2dur : path or mapping, optional
+        Durations for :meth:`durations` (no header reads); keys it lacks read their header.
     """
 
     def __init__(self, wav_scp: str | os.PathLike | Mapping[str, str], sample_rate: int = 16000,
-                 min_seconds: float = 0.1, errors: str = "raise") -> None:
+                 min_seconds: float = 0.1, errors: str = "raise",
+                 utt2dur: str | os.PathLike | Mapping[str, float] | None = None) -> None:
         if errors not in ("raise", "return"):
             raise R2NError(f"errors must be 'raise' or 'return', got {errors!r}")
         table = _table(wav_scp, read_wav_scp)
         self.keys = sorted(table)
         self.paths = [table[k] for k in self.keys]
         self.sample_rate, self.min_seconds, self.errors = int(sample_rate), min_seconds, errors
+        self._utt2dur = {} if utt2dur is None else _table(utt2dur, read_utt2dur)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -202,9 +265,13 @@ class EvalDataset(Dataset):
             return self.keys[i], err
 
     def durations(self) -> list[float]:
-        """Seconds per item from the file headers (0.0 for unreadable files), for bucketing."""
+        """Seconds per item from ``utt2dur`` or else the file headers (0.0 for unreadable
+        files), for bucketing."""
         result = []
-        for path in self.paths:
+        for key, path in zip(self.keys, self.paths):
+            if key in self._utt2dur:
+                result.append(self._utt2dur[key])
+                continue
             try:
                 result.append(audio_duration(path))
             except AudioError:

@@ -18,9 +18,11 @@ list above refers to the embedding keyed ``id10270/x6uY/00001``.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from math import inf
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,24 @@ def _lines(path: str | os.PathLike, raw: bool = False) -> Iterator[tuple]:
         raise DataFormatError(path, "empty file: no entries")
 
 
+def _fast_table(path: str | os.PathLike, maxsplit: int) -> dict[str, str] | None:
+    """``{first field: rest}`` of a two-column file in one pass, or ``None`` when it needs the
+    line-by-line reader (missing, not UTF-8, empty, a blank line, a line of another width, a
+    duplicate key), which then names the first bad line.
+
+    A million-line manifest reads several times faster this way, holding nothing but the
+    table (with ``maxsplit=1`` values keep their line end; ``maxsplit=2`` makes a third
+    field an error).
+    """
+    counter = itertools.count()
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            table = dict(line.split(None, maxsplit) for line, _ in zip(f, counter))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return table if table and len(table) == next(counter) else None
+
+
 def _add_unique(table: dict, key: str, value: object, path, number: int, seen: dict) -> None:
     if key in table:
         raise DataFormatError(path, f"duplicate key '{key}' (first on line {seen[key]})", number)
@@ -81,7 +101,14 @@ def read_wav_scp(path: str | os.PathLike) -> dict[str, str]:
     (``sox ... |``) are refused: convert the audio to files first.
     """
     base = Path(path).parent
-    table: dict[str, str] = {}
+    table = _fast_table(path, 1)
+    if table is not None:
+        table = {k: v.strip() for k, v in table.items()}
+        if not any(v.endswith("|") for v in table.values()):
+            if all(v[:1] == "/" for v in table.values()):
+                return table
+            return {k: v if os.path.isabs(v) else str(base / v) for k, v in table.items()}
+    table = {}
     seen: dict[str, int] = {}
     for number, fields, line in _lines(path, raw=True):
         if len(fields) < 2:
@@ -115,7 +142,10 @@ def write_wav_scp(path: str | os.PathLike, mapping: Mapping[str, str | os.PathLi
 
 def read_utt2spk(path: str | os.PathLike) -> dict[str, str]:
     """Read ``utt speaker`` lines into ``{utt: speaker}``."""
-    table: dict[str, str] = {}
+    table = _fast_table(path, 2)
+    if table is not None:  # split() without a remainder leaves no line end on the value
+        return table
+    table = {}
     seen: dict[str, int] = {}
     for number, fields in _lines(path):
         if len(fields) != 2:
@@ -137,9 +167,17 @@ def read_utt2dur(path: str | os.PathLike) -> dict[str, float]:
     """Read Kaldi ``utt seconds`` lines into ``{utt: seconds}``.
 
     Durations let samplers and crop readers skip the audio headers (a million of them take
-    minutes on a network disk). A VoxCeleb2-size file (1,092,009 lines) reads in about 2 s.
+    minutes on a network disk).
     """
-    table: dict[str, float] = {}
+    fast = _fast_table(path, 2)
+    if fast is not None:
+        try:
+            table = {k: float(v) for k, v in fast.items()}
+        except ValueError:
+            table = {}
+        if len(table) == len(fast) and all(0 < v < inf for v in table.values()):
+            return table
+    table = {}
     seen: dict[str, int] = {}
     for number, fields in _lines(path):
         if len(fields) != 2:

@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from r2n_audio.atomic import atomic_path
+from r2n_audio.audio import audio_duration
 from r2n_audio.data.manifests import (
     read_trials,
     spk2utt_from_utt2spk,
     write_spk2utt,
     write_trials,
+    write_utt2dur,
     write_utt2spk,
     write_wav_scp,
 )
@@ -169,8 +171,13 @@ def convert_m4a_tree(aac_root: str | os.PathLike, wav_root: str | os.PathLike,
     return errors
 
 
-def _write_data_dir(folder: Path, files: dict[str, Path]) -> int:
+def _write_data_dir(folder: Path, files: dict[str, Path], jobs: int | None = None) -> int:
+    """wav.scp, utt2spk, spk2utt and utt2dur (headers read once, here, in threads, so that
+    training start-up reads none)."""
     utt2spk = {key: key.split("/", 1)[0] for key in files}
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+        seconds = list(pool.map(audio_duration, files.values()))
+    write_utt2dur(folder / "utt2dur", dict(zip(files, seconds)))
     write_wav_scp(folder / "wav.scp", {k: str(p) for k, p in files.items()})
     write_utt2spk(folder / "utt2spk", utt2spk)
     write_spk2utt(folder / "spk2utt", spk2utt_from_utt2spk(utt2spk))
@@ -206,7 +213,7 @@ def _prepare_vox2(vox2: Path, out: Path, wav_dir: Path | None, jobs: int | None,
     files = scan_voxceleb(wav)
     if not files:
         raise DataFormatError(wav, "no idXXXXX/<video>/NNNNN.wav files under it")
-    report.speakers["vox2_dev"] = _write_data_dir(out / "vox2_dev", files)
+    report.speakers["vox2_dev"] = _write_data_dir(out / "vox2_dev", files, jobs)
     report.utterances["vox2_dev"] = len(files)
 
 
