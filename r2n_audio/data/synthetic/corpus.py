@@ -43,6 +43,7 @@ from r2n_audio.data.synthetic.noises import augmentation_jobs, write_augmentatio
 from r2n_audio.data.synthetic.synth import SAMPLE_RATE, speak
 from r2n_audio.data.synthetic.voice import SpeakerVoice, sample_speaker
 from r2n_audio.errors import R2NError
+from r2n_audio.progress import Progress
 
 __all__ = ["GENERATOR_VERSION", "CorpusInfo", "make_corpus", "make_trials",
            "synthesize_utterance", "speaker_voice"]
@@ -168,11 +169,7 @@ def _call(job: tuple) -> float:
 def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> float:
     """Run every ``(writer, args)`` job in a pool of ``workers`` processes; the writers return
     seconds of corpus audio, summed."""
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), unit="utt", desc="make-corpus")
+    bar = Progress(len(jobs), "make-corpus", unit="file", quiet=not progress)
     total = 0.0
     if workers <= 1:
         results = map(_call, jobs)
@@ -185,13 +182,11 @@ def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> float:
     try:
         for seconds in results:
             total += seconds
-            if bar is not None:
-                bar.update()
+            bar.update()
     finally:
         if pool is not None:
             pool.terminate()
-        if bar is not None:
-            bar.close()
+        bar.close()
     return total
 
 
@@ -219,7 +214,8 @@ def make_corpus(out_dir: str | os.PathLike, n_train_speakers: int = 500,
     workers : int, optional
         Processes; defaults to the CPUs available (at most 8). 1 runs in this process.
     progress : bool
-        Show a progress bar.
+        Show progress (:class:`r2n_audio.progress.Progress`: a bar on a terminal, a line
+        every few seconds in a log).
     augment_sets : bool or dict
         Also write ``musan/`` and ``rirs/``: synthetic noise, music, babble and room impulse
         responses for training-time augmentation (:mod:`r2n_audio.data.synthetic.noises`);
