@@ -35,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "import": "import_",
     "prepare": "prepare",
     "make-corpus": "make_corpus",
+    "make-conversations": "make_conversations",
+    "diarize": "diarize",
     "average": "average",
 }
 

@@ -1,0 +1,202 @@
+"""The diarization pipeline: :class:`Diarizer` (VAD -> windows -> embeddings -> clusters -> turns).
+
+>>> diarizer = Diarizer.from_pretrained("exp/mini/model.pt")          # doctest: +SKIP
+>>> turns = diarizer("meeting.wav", num_speakers=None)                 # doctest: +SKIP
+>>> turns[0]                                                           # doctest: +SKIP
+Turn(start=0.52, end=4.31, speaker='spk1')
+>>> turns.annotation                     # a pyannote.core.Annotation   # doctest: +SKIP
+
+Windows are embedded by :meth:`Embedder.embed_batch` (the project's one embedding path), in
+chunks of ``chunk_windows`` stacked windows, each chunk sorted by length and batched by padded
+duration there; an hour of audio is ~4,800 windows and never more than one chunk of them is in
+memory besides the waveform.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from r2n_audio.audio import load_audio
+from r2n_audio.diarization.clustering import cluster_embeddings
+from r2n_audio.diarization.segments import (Turn, frames_to_turns, sliding_windows,
+                                            speech_mask, vote)
+from r2n_audio.diarization.vad import make_vad, regions_from_turns
+from r2n_audio.errors import AudioError, R2NError
+from r2n_audio.inference.embedder import Embedder
+
+__all__ = ["Diarizer", "Diarization"]
+
+_STEP = 0.01  # timeline resolution in seconds
+
+
+class Diarization(list):
+    """The turns of one recording: a list of :class:`Turn` ``(start, end, speaker)``.
+
+    Attributes
+    ----------
+    duration : float
+        Recording length in seconds.
+    speech_seconds : float
+        Speech found by the VAD.
+    n_windows : int
+        Windows embedded.
+    note : str
+        Why the result is empty or degenerate ("no speech found"), else "".
+    timings : dict
+        Seconds spent in ``vad``, ``embed``, ``cluster`` and ``post``.
+    """
+
+    def __init__(self, turns=(), duration: float = 0.0, speech_seconds: float = 0.0,
+                 n_windows: int = 0, note: str = "", timings: dict | None = None) -> None:
+        super().__init__(turns)
+        self.duration, self.speech_seconds, self.n_windows = duration, speech_seconds, n_windows
+        self.note, self.timings = note, timings if timings is not None else {}
+
+    @property
+    def speakers(self) -> list[str]:
+        """Speaker labels in order of first appearance."""
+        return list(dict.fromkeys(t.speaker for t in self))
+
+    @property
+    def annotation(self):
+        """The turns as a ``pyannote.core.Annotation`` (needs pyannote.core)."""
+        from r2n_audio.diarization.der import to_annotation
+
+        return to_annotation(self, uri=getattr(self, "uri", "audio"))
+
+
+@dataclass
+class Diarizer:
+    """Speaker diarization with an :class:`Embedder`.
+
+    Parameters
+    ----------
+    embedder : Embedder
+    vad : {"silero", "energy", "oracle", "none"}
+        Speech detector (``oracle`` needs ``reference`` turns at call time).
+    window, hop : float
+        Sliding-window length and step in seconds (WeSpeaker's and 3D-Speaker's 1.5 / 0.75).
+    clustering : {"spectral", "ahc"}
+    threshold : float, optional
+        AHC: the cosine distance at which merging stops (default 0.5).
+    min_duration : float
+        Turns shorter than this are given to a touching neighbour or dropped (seconds).
+    merge_gap : float
+        Same-speaker turns closer than this are joined (seconds).
+    chunk_windows : int
+        Windows stacked per ``embed_batch`` call.
+    cluster_options : dict
+        Extra options for spectral clustering (``p``, ``min_neighbours``, ``seed``...).
+    """
+
+    embedder: Embedder
+    vad: str = "silero"
+    window: float = 1.5
+    hop: float = 0.75
+    clustering: str = "spectral"
+    threshold: float | None = None
+    min_duration: float = 0.25
+    merge_gap: float = 0.5
+    chunk_windows: int = 512
+    cluster_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.hop <= self.window:
+            raise R2NError(f"need 0 < --hop <= --window, got {self.hop} and {self.window}")
+        self._vad = make_vad(self.vad)
+
+    @classmethod
+    def from_pretrained(cls, bundle: str | os.PathLike | dict, device: str = "auto",
+                        precision: str = "fp32", **kwargs: Any) -> "Diarizer":
+        """A diarizer on :meth:`Embedder.from_pretrained` ``(bundle)``; ``kwargs`` as the class."""
+        return cls(Embedder.from_pretrained(bundle, device=device, precision=precision),
+                   **kwargs)
+
+    def __call__(self, audio: str | os.PathLike | np.ndarray | torch.Tensor,
+                 num_speakers: int | None = None, min_speakers: int | None = None,
+                 max_speakers: int | None = None, reference: list[Turn] | None = None,
+                 uri: str | None = None) -> Diarization:
+        """Diarize a file or a 16 kHz mono waveform (N,).
+
+        Raises
+        ------
+        AudioError
+            Unreadable file, or shorter than one window (``window`` seconds).
+        R2NError
+            ``--vad oracle`` without reference turns, more speakers asked than windows.
+        """
+        name = str(audio) if isinstance(audio, (str, os.PathLike)) else (uri or "waveform")
+        wave = _waveform(audio, self.embedder.sample_rate)
+        duration = len(wave) / self.embedder.sample_rate
+        if duration < self.window:
+            raise AudioError(name, f"{duration:.2f} s is shorter than one window "
+                                   f"({self.window} s); nothing to diarize")
+        timings = {}
+        t = time.perf_counter()
+        regions = self._speech(wave, duration, reference, name)
+        timings["vad"] = time.perf_counter() - t
+        result = Diarization(duration=duration, timings=timings,
+                             speech_seconds=float(sum(b - a for a, b in regions)))
+        result.uri = uri or os.path.splitext(os.path.basename(name))[0]
+        windows = sliding_windows(regions, self.window, self.hop, duration=duration)
+        if len(windows) == 0:
+            result.note = "no speech found"
+            return result
+        t = time.perf_counter()
+        emb = self._embed(wave, windows)
+        timings["embed"] = time.perf_counter() - t
+        t = time.perf_counter()
+        labels = cluster_embeddings(emb, self.clustering, num_speakers, min_speakers,
+                                    max_speakers, self.threshold, **self.cluster_options)
+        timings["cluster"] = time.perf_counter() - t
+        t = time.perf_counter()
+        n_frames = int(np.ceil(duration / _STEP))
+        frames = vote(windows, labels, speech_mask(regions, n_frames, _STEP), _STEP)
+        names = [f"spk{i + 1}" for i in range(int(labels.max()) + 1)]
+        result.extend(frames_to_turns(frames, _STEP, names, self.min_duration, self.merge_gap))
+        timings["post"] = time.perf_counter() - t
+        result.n_windows = len(windows)
+        return result
+
+    def _speech(self, wave: np.ndarray, duration: float, reference: list[Turn] | None,
+                name: str) -> list[tuple[float, float]]:
+        if self.vad == "oracle":
+            if reference is None:
+                raise R2NError(f"{name}: --vad oracle needs reference turns (--reference)")
+            return [(max(0.0, a), min(duration, b)) for a, b in regions_from_turns(reference)
+                    if a < duration]
+        if self.vad == "none":
+            return [(0.0, duration)]
+        return self._vad(wave, self.embedder.sample_rate)
+
+    def _embed(self, wave: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        """Embeddings (W, D) of the windows (W, 2), ``chunk_windows`` at a time."""
+        rate = self.embedder.sample_rate
+        bounds = np.round(windows * rate).astype(np.int64)
+        bounds[:, 1] = np.minimum(bounds[:, 1], len(wave))
+        lengths = bounds[:, 1] - bounds[:, 0]
+        out = np.zeros((len(windows), self.embedder.embed_dim), dtype=np.float32)
+        for first in range(0, len(windows), self.chunk_windows):
+            part = slice(first, first + self.chunk_windows)
+            batch = np.zeros((len(lengths[part]), int(lengths[part].max())), dtype=np.float32)
+            for row, (a, b) in enumerate(bounds[part]):
+                batch[row, :b - a] = wave[a:b]
+            out[part] = self.embedder.embed_batch(torch.from_numpy(batch),
+                                                  torch.from_numpy(lengths[part]))
+        return out
+
+
+def _waveform(audio: str | os.PathLike | np.ndarray | torch.Tensor, sample_rate: int
+              ) -> np.ndarray:
+    if isinstance(audio, (str, os.PathLike)):
+        return load_audio(audio, sample_rate=sample_rate).numpy()
+    wave = torch.as_tensor(audio, dtype=torch.float32).cpu().numpy()
+    if wave.ndim != 1:
+        raise R2NError(f"a waveform must be mono (N,), got shape {wave.shape}")
+    return wave
