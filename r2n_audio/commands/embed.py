@@ -261,20 +261,27 @@ def _embed_all(embedder, inputs: dict[str, str], todo: list[str], staging: Path,
 
 def run(args: argparse.Namespace) -> int:
     """Embed, write, report; 0 all done, 1 some files failed, 2 fatal (raised)."""
+    from r2n_audio.inference.distributed import RankGroup
     from r2n_audio.inference.embedder import Embedder
 
     start = time.perf_counter()
+    group = RankGroup.from_env()  # several processes under torchrun: a share each
+    args.quiet = args.quiet or not group.is_main
     inputs = list_inputs(args.input)
     kind, out, staging = _store(args)
     failed = failed_list_path(kind, out)
     _check_keys(args.input, inputs)
     _check_outputs(args, kind, out, staging, failed, inputs)
-    embedder = Embedder.from_pretrained(args.model, device=args.device, precision=args.precision,
+    embedder = Embedder.from_pretrained(args.model, device=group.device(args.device),
+                                        precision=args.precision,
                                         batch_seconds=args.batch_seconds)
-    _clean_stale_temps(staging)
-    done = _done_keys(kind, out, staging, args.overwrite)
+    done = group.on_main(lambda: (_clean_stale_temps(staging),
+                                  _done_keys(kind, out, staging, args.overwrite))[1])
     todo = [k for k in inputs if k not in done]
-    failures, seconds = _embed_all(embedder, inputs, todo, staging, args)
+    failures, seconds = group.total(*_embed_all(embedder, inputs, group.share(todo, inputs),
+                                                staging, args))
+    if not group.is_main:
+        return 1 if failures else 0
     if kind != "npy":
         _finish_archive(kind, out, staging, args.overwrite)
     failed_list = _write_failed(failed, failures)
