@@ -35,6 +35,7 @@ from r2n_audio.atomic import atomic_path, atomic_write_text
 from r2n_audio.audio import load_audio
 from r2n_audio.data.manifests import read_utt2dur, read_utt2spk, read_wav_scp, utt2dur_line
 from r2n_audio.errors import AudioError, DataFormatError, R2NError
+from r2n_audio.progress import Progress
 
 __all__ = ["SHARD_LIST", "SHARD_INDEX", "ShardSet", "ShardReport", "write_shards",
            "read_shard_list", "verify_shards", "iter_shard"]
@@ -151,23 +152,17 @@ def _shard_name(i: int) -> str:
 
 
 def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> Iterator[tuple]:
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), unit="shard", desc="prepare shards")
+    bar = Progress(len(jobs), "prepare shards", unit="shard", quiet=not progress)
     pool = ProcessPoolExecutor(workers) if workers > 1 and len(jobs) > 1 else None
     try:
         results = pool.map(_write_shard, jobs) if pool else map(_write_shard, jobs)
         for result in results:
-            if bar is not None:
-                bar.update()
+            bar.update()
             yield result
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-        if bar is not None:
-            bar.close()
+        bar.close()
 
 
 def write_shards(data_dir: str | os.PathLike, out_dir: str | os.PathLike,

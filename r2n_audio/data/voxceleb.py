@@ -36,6 +36,7 @@ from r2n_audio.data.manifests import (
     write_wav_scp,
 )
 from r2n_audio.errors import DataFormatError, R2NError
+from r2n_audio.progress import Progress
 
 __all__ = ["TRIAL_LISTS", "PrepareReport", "scan_voxceleb", "convert_m4a_tree",
            "prepare_voxceleb"]
@@ -154,20 +155,13 @@ def convert_m4a_tree(aac_root: str | os.PathLike, wav_root: str | os.PathLike,
     if todo:
         log.info("converting %d of %d m4a files to 16 kHz wav under %s", len(todo),
                  len(sources), wav_root)
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="file", desc="m4a -> wav")
     errors = []
-    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool, \
+            Progress(len(todo), "m4a -> wav", unit="file", quiet=not (progress and todo)) as bar:
         for error in pool.map(lambda job: _convert_one(ffmpeg, *job), todo):
             if error:
                 errors.append(error)
-            if bar is not None:
-                bar.update()
-    if bar is not None:
-        bar.close()
+            bar.update()
     return errors
 
 
