@@ -131,6 +131,7 @@ def test_margin_schedule_hand_worked():
     # WeSpeaker's curve: 1 - 1e-3 ** t, t = 0.5 -> 1 - 0.0316
     assert margin_at(30, 0.2, 20, 40) == pytest.approx(0.2 * (1 - 10 ** -1.5))
     assert margin_at(45, 0.2, 20, 40) == 0.2
+    assert margin_at(0.0, 0.5, 0, 0) == 0.5  # no ramp: the final margin from the first step
 
 
 class _Projection:
