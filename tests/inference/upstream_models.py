@@ -1,8 +1,7 @@
 """Upstream reference code for the importer parity tests, loaded without the toolkits' CLIs.
 
-- WeSpeaker (``wespeaker-unofficial``): ``wespeaker/models/*.py`` are loaded by file with
-  importlib under stub ``wespeaker`` / ``wespeaker.models`` packages, so ``wespeaker/__init__.py``
-  (which pulls its CLI and heavy dependencies) never runs.
+- WeSpeaker (``wespeaker-unofficial``): ``wespeaker/models/*.py`` loaded by file without the
+  package ``__init__`` (:mod:`r2n_audio.inference.importers.upstream`).
 - 3D-Speaker (``speakerlab``): its model modules import cleanly.
 - Real speech: pyannote.audio's sample recording, cropped.
 """
@@ -10,7 +9,6 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 import types
 from pathlib import Path
 
@@ -24,9 +22,6 @@ __all__ = ["wespeaker_module", "speakerlab_module", "randomize_all", "speech_cro
 
 
 def _site_file(package: str, *parts: str) -> Path:
-    loaded = sys.modules.get(package)
-    if loaded is not None and getattr(loaded, "__path__", None):  # e.g. the wespeaker stub
-        return Path(list(loaded.__path__)[0], *parts)
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         pytest.skip(f"reference package {package} is not installed")
@@ -34,24 +29,14 @@ def _site_file(package: str, *parts: str) -> Path:
 
 
 def wespeaker_module(name: str) -> types.ModuleType:
-    """``wespeaker.models.<name>`` loaded by file (with ``pooling_layers``), no package init."""
-    full = f"wespeaker.models.{name}"
-    if full in sys.modules and getattr(sys.modules[full], "__file__", None):
-        return sys.modules[full]
-    models_dir = _site_file("wespeaker", "models")
-    for pkg, path in (("wespeaker", models_dir.parent), ("wespeaker.models", models_dir)):
-        if pkg not in sys.modules or not hasattr(sys.modules[pkg], "__path__"):
-            stub = types.ModuleType(pkg)
-            stub.__path__ = [str(path)]  # submodules resolve by file; __init__ never runs
-            sys.modules[pkg] = stub
-    for mod in ("pooling_layers", name):
-        key = f"wespeaker.models.{mod}"
-        if key not in sys.modules:
-            spec = importlib.util.spec_from_file_location(key, models_dir / f"{mod}.py")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[key] = module
-            spec.loader.exec_module(module)
-    return sys.modules[full]
+    """``wespeaker.models.<name>`` loaded by file, no package init; skipped if not installed."""
+    from r2n_audio.errors import ModelError
+    from r2n_audio.inference.importers.upstream import wespeaker_models_module
+
+    try:
+        return wespeaker_models_module(name)
+    except ModelError as err:
+        pytest.skip(str(err))
 
 
 def speakerlab_module(dotted: str) -> types.ModuleType:

@@ -1,0 +1,182 @@
+"""Benchmark each imported architecture against its upstream implementation, same weights, CPU.
+
+For every pair (our registered model, the upstream class it reproduces) both networks get the
+same random weights (upstream's state dict loaded into ours through the importer's key map and a
+strict load), then run eval-mode forwards on the same batch of 16 x 3 s of fbank features
+(16, 298, 80) under ``torch.no_grad()`` on one thread. Repeats are interleaved (ours, upstream,
+ours, upstream...) so a change in machine load hits both alike; the table reports the best and
+the median time of each and the ratio upstream / ours (> 1: ours is faster). Outputs are checked
+to agree (max relative difference) before any timing.
+
+Upstream code: WeSpeaker's ``wespeaker/models/*.py`` (``wespeaker-unofficial``, loaded without
+its package ``__init__``), 3D-Speaker's ``speakerlab.models``.
+
+Usage::
+
+    python benchmarks/bench_upstream.py --quick          # one model per family, 3 repeats
+    python benchmarks/bench_upstream.py                   # every pair, 5 repeats
+    python benchmarks/bench_upstream.py --models 'eres2net*' --json exp/bench_upstream.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import importlib
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from r2n_audio.atomic import atomic_write_text
+from r2n_audio.inference.importers.common import Arch, fit_architecture
+from r2n_audio.inference.importers.upstream import wespeaker_models_module
+from r2n_audio.inference.importers.wespeaker import wespeaker_arch
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Our model and the upstream constructor it reproduces."""
+
+    name: str
+    upstream: str
+    build: Callable[[], torch.nn.Module]
+    arch: Callable[[], Arch]
+
+
+def _wespeaker(module: str, cls: str, **kwargs) -> Callable[[], torch.nn.Module]:
+    return lambda: getattr(wespeaker_models_module(module), cls)(**kwargs)
+
+
+def _speakerlab(module: str, cls: str, **kwargs) -> Callable[[], torch.nn.Module]:
+    return lambda: getattr(importlib.import_module(module), cls)(**kwargs)
+
+
+def _we_arch(name: str, **model_args) -> Callable[[], Arch]:
+    return lambda: wespeaker_arch(name, {"feat_dim": 80, **model_args}, "bench")
+
+
+def _3d_arch(model: str, **args) -> Callable[[], Arch]:
+    return lambda: Arch(model, model, {"feat_dim": 80, **args}, source="3dspeaker")
+
+
+_TSTP = {"pooling_func": "TSTP", "two_emb_layer": False}
+_SL = "speakerlab.models"
+PAIRS = [
+    Pair("resnet34", "WeSpeaker ResNet34", _wespeaker("resnet", "ResNet34", feat_dim=80,
+         embed_dim=256, **_TSTP), _we_arch("ResNet34", embed_dim=256)),
+    Pair("resnet221", "WeSpeaker ResNet221", _wespeaker("resnet", "ResNet221", feat_dim=80,
+         embed_dim=256, **_TSTP), _we_arch("ResNet221", embed_dim=256)),
+    Pair("resnet293", "WeSpeaker ResNet293", _wespeaker("resnet", "ResNet293", feat_dim=80,
+         embed_dim=256, **_TSTP), _we_arch("ResNet293", embed_dim=256)),
+    Pair("eres2net34_base", "WeSpeaker ERes2Net34_Base", _wespeaker(
+        "eres2net", "ERes2Net34_Base", feat_dim=80, embed_dim=192, **_TSTP),
+        _we_arch("ERes2Net34_Base", embed_dim=192)),
+    Pair("campplus_e512", "WeSpeaker CAMPPlus", _wespeaker(
+        "campplus", "CAMPPlus", feat_dim=80, embed_dim=512, pooling_func="TSTP"),
+        _we_arch("CAMPPlus", embed_dim=512)),
+    Pair("eres2net_base", "3D-Speaker ERes2Net", _speakerlab(
+        f"{_SL}.eres2net.ERes2Net", "ERes2Net", feat_dim=80, embedding_size=192),
+        _3d_arch("eres2net_base")),
+    Pair("eres2net_large", "3D-Speaker ERes2Net m64", _speakerlab(
+        f"{_SL}.eres2net.ERes2Net", "ERes2Net", feat_dim=80, embedding_size=192, m_channels=64),
+        _3d_arch("eres2net_large")),
+    Pair("eres2netv2", "3D-Speaker ERes2NetV2", _speakerlab(
+        f"{_SL}.eres2net.ERes2NetV2", "ERes2NetV2", feat_dim=80, embedding_size=192),
+        _3d_arch("eres2netv2")),
+    Pair("campplus", "3D-Speaker CAMPPlus", _speakerlab(
+        f"{_SL}.campplus.DTDNN", "CAMPPlus", feat_dim=80, embedding_size=192),
+        _3d_arch("campplus")),
+]
+QUICK = ["resnet221", "eres2net34_base", "eres2netv2", "campplus"]
+
+
+def _randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights and BatchNorm statistics, of a scale that keeps activations finite."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                t.copy_(0.5 + torch.rand(t.shape, generator=gen))
+            elif t.dim() <= 1:
+                t.copy_((1.0 if name.endswith("weight") else 0.0)
+                        + 0.2 * torch.randn(t.shape, generator=gen))
+            else:
+                t.copy_(torch.randn(t.shape, generator=gen) / t[0].numel() ** 0.5)
+    return model.eval()
+
+
+def _time(fn: Callable[[], torch.Tensor]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _output(out) -> torch.Tensor:
+    return out[-1] if isinstance(out, tuple) else out
+
+
+def bench_pair(pair: Pair, feats: torch.Tensor, repeats: int) -> dict:
+    """Check agreement, then time ours and upstream interleaved; seconds per batch."""
+    upstream = _randomize(pair.build())
+    arch, ours = fit_architecture([pair.arch()], upstream.state_dict(), pair.name)
+    with torch.no_grad():
+        a, b = ours(feats), _output(upstream(feats))
+        rel = float((a - b).abs().max() / b.abs().max())
+        runs = {"ours": [], "upstream": []}
+        for _ in range(repeats):
+            runs["ours"].append(_time(lambda: ours(feats)))
+            runs["upstream"].append(_time(lambda: upstream(feats)))
+    best = {k: min(v) for k, v in runs.items()}
+    median = {k: statistics.median(v) for k, v in runs.items()}
+    return {"model": pair.name, "upstream": pair.upstream, "label": arch.label,
+            "params": sum(p.numel() for p in ours.parameters()), "max_rel_diff": rel,
+            "ours_best_s": best["ours"], "upstream_best_s": best["upstream"],
+            "ours_median_s": median["ours"], "upstream_median_s": median["upstream"],
+            "ratio_best": best["upstream"] / best["ours"],
+            "ratio_median": median["upstream"] / median["ours"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
+    parser.add_argument("--models", help="fnmatch pattern over our model names")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs each (5; quick 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    pairs = [p for p in PAIRS if (not args.quick or p.name in QUICK)
+             and (args.models is None or fnmatch.fnmatch(p.name, args.models))]
+    repeats = args.repeats or (3 if args.quick else 5)
+    frames = int(args.seconds * 100) - 2  # Kaldi framing of 3 s: 298 frames
+    feats = torch.randn(args.batch, frames, 80, generator=torch.Generator().manual_seed(0))
+    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{args.threads} thread(s), batch {args.batch} x {args.seconds:g} s, {repeats} "
+          f"interleaved repeats (+1 warm-up)")
+    print("| ours | upstream | params | max rel diff | ours s (best / median) | "
+          "upstream s (best / median) | speed-up (best / median) |")
+    print("|---|---|---|---|---|---|---|")
+    rows = []
+    for pair in pairs:
+        row = bench_pair(pair, feats, repeats)
+        rows.append(row)
+        print(f"| `{row['model']}` | {row['upstream']} | {row['params']:,} | "
+              f"{row['max_rel_diff']:.1e} | {row['ours_best_s']:.2f} / {row['ours_median_s']:.2f} | "
+              f"{row['upstream_best_s']:.2f} / {row['upstream_median_s']:.2f} | "
+              f"**{row['ratio_best']:.2f}x** / {row['ratio_median']:.2f}x |", flush=True)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
