@@ -139,3 +139,14 @@ def test_unsupported_pooling_is_refused(tmp_path: Path) -> None:
                                         "  embed_dim: 256\n  pooling_func: ASTP\n")
     with pytest.raises(ModelError, match="pooling_func TSTP"):
         import_model("wespeaker", folder)
+
+
+def test_hub_repo_file_names(tmp_path: Path) -> None:
+    """Wespeaker's hub repos name the files after the model (``voxceleb_resnet34_LM.yaml/.pt``)."""
+    folder = tmp_path / "w"
+    upstream = wespeaker_folder(folder, "ResNet34", "resnet",
+                                {"feat_dim": 80, "embed_dim": 256, **TSTP})
+    (folder / "config.yaml").rename(folder / "voxceleb_resnet34_LM.yaml")
+    (folder / "avg_model.pt").rename(folder / "voxceleb_resnet34_LM.pt")
+    bundle = import_model("wespeaker", folder)
+    assert torch.equal(bundle["state_dict"]["embedding.weight"], upstream.seg_1.weight)

@@ -3,7 +3,9 @@
 ``config.yaml`` names the network (``model``, e.g. ``ResNet221``) and its arguments
 (``model_args``: ``feat_dim``, ``embed_dim``, ``pooling_func``, ``two_emb_layer``...);
 ``avg_model.pt`` is the averaged state dict, holding the training head under ``projection.*``
-too (dropped). Every WeSpeaker architecture in r2n-audio's zoo is read: ResNet34/152/221/293,
+too (dropped). The Hugging Face repos name the two files after the model instead
+(``voxceleb_resnet221_LM.yaml`` / ``.pt``): a folder's only ``*.yaml`` / ``*.pt`` is read then.
+Every WeSpeaker architecture in r2n-audio's zoo is read: ResNet34/152/221/293,
 ECAPA-TDNN c512/c1024 and GLOB, ERes2Net34 Base/Large/aug, CAM++, SimAM-ResNet34/100 (those not
 yet in the zoo are refused by name).
 
@@ -89,13 +91,15 @@ def _read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def _single_checkpoint(src: Path) -> Path:
-    if (src / "avg_model.pt").is_file():
-        return src / "avg_model.pt"
-    found = sorted(src.glob("*.pt"))
+def _single(src: Path, name: str, pattern: str) -> Path:
+    """``src / name``, else the folder's only ``pattern`` file (the hub repos name them after
+    the model: ``voxceleb_resnet221_LM.yaml`` / ``.pt``)."""
+    if (src / name).is_file():
+        return src / name
+    found = sorted(src.glob(pattern))
     if len(found) != 1:
-        raise ModelError(f"{src}: expected avg_model.pt (or exactly one *.pt), found "
-                         f"{[p.name for p in found]}")
+        raise ModelError(f"{src}: expected a WeSpeaker model folder with {name} (or exactly one "
+                         f"{pattern}), found {[p.name for p in found]}")
     return found[0]
 
 
@@ -110,14 +114,11 @@ def import_wespeaker(src: str | os.PathLike, arch: str | None = None) -> dict[st
         WeSpeaker model name overriding the config's ``model``.
     """
     src = Path(src)
-    config_path = src / "config.yaml"
-    if not config_path.is_file():
-        raise ModelError(f"{src}: no config.yaml: expected a WeSpeaker model folder "
-                         f"(config.yaml + avg_model.pt)")
+    config_path = _single(src, "config.yaml", "*.yaml")
     config = _read_config(config_path)
     margs = dict(config.get("model_args") or {})
     spec = wespeaker_arch(arch or str(config.get("model", "")), margs, str(config_path))
-    ckpt = _single_checkpoint(src)
+    ckpt = _single(src, "avg_model.pt", "*.pt")
     spec, model = fit_architecture([spec], load_state(ckpt), str(ckpt))
     fbank = dict((config.get("dataset_args") or {}).get("fbank_args") or {})
     frontend = kaldi_frontend(num_mel_bins=fbank.get("num_mel_bins", spec.args["feat_dim"]),
