@@ -209,3 +209,17 @@ def test_own_corpus_example_runs_on_cpu_and_writes_under_its_root(tiny_corpus, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["mine"]
     assert "val/eer" in cli.trainer.callback_metrics
+
+
+def test_train_script_and_readmes_agree_on_the_8_gpu_lr():
+    """WeSpeaker's LR for 8 GPUs x 128 is 0.1 * 8 * 128 / 64 = 1.6; every place that shows an
+    8-GPU command must say so (train.py's docstring once said 0.8)."""
+    import re
+
+    texts = {p: (ROOT / p).read_text() for p in
+             ("recipes/voxceleb/train.py", "recipes/voxceleb/README.md", "README.md")}
+    for path, text in texts.items():
+        for command in re.findall(r"--trainer\.devices=8[^\n]*(?:\n[^\n]*)?", text):
+            lrs = re.findall(r"--model\.lr=([0-9.]+)", command)
+            assert lrs == ["1.6"], (path, command)
+    assert re.search(r"--trainer\.devices=8", texts["recipes/voxceleb/train.py"])
