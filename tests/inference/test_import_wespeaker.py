@@ -26,6 +26,7 @@ from .upstream_models import (cosine_gap, randomize_all, speech_crop, wespeaker_
                               wespeaker_module)
 
 TSTP = {"pooling_func": "TSTP", "two_emb_layer": False}
+ASTP = {"pooling_func": "ASTP", "emb_bn": False}
 # (WeSpeaker model, its module, model_args as its config.yaml writes them, our registry name)
 ARCHITECTURES = [
     ("ResNet34", "resnet", {"feat_dim": 80, "embed_dim": 256, **TSTP}, "resnet34"),
@@ -39,9 +40,22 @@ ARCHITECTURES = [
     ("ERes2Net34_aug", "eres2net", {"feat_dim": 80, "embed_dim": 192, **TSTP}, "eres2net34_aug"),
     ("CAMPPlus", "campplus", {"feat_dim": 80, "embed_dim": 512, "pooling_func": "TSTP"},
      "campplus_e512"),
+    ("ECAPA_TDNN_c512", "ecapa_tdnn", {"feat_dim": 80, "embed_dim": 192, **ASTP},
+     "ecapa_tdnn_ws_c512"),
+    ("ECAPA_TDNN_c1024", "ecapa_tdnn", {"feat_dim": 80, "embed_dim": 192, **ASTP},
+     "ecapa_tdnn_ws_c1024"),
+    ("ECAPA_TDNN_GLOB_c512", "ecapa_tdnn", {"feat_dim": 80, "embed_dim": 192, **ASTP},
+     "ecapa_tdnn_ws_glob_c512"),
+    ("ECAPA_TDNN_GLOB_c1024", "ecapa_tdnn", {"feat_dim": 80, "embed_dim": 192, **ASTP},
+     "ecapa_tdnn_ws_glob_c1024"),
+    ("SimAM_ResNet34_ASP", "samresnet", {"in_planes": 64, "embed_dim": 256, "acoustic_dim": 80,
+                                         "dropout": 0}, "simam_resnet34"),
+    ("SimAM_ResNet100_ASP", "samresnet", {"in_planes": 64, "embed_dim": 256, "acoustic_dim": 80,
+                                          "dropout": 0}, "simam_resnet100"),
 ]
 # Same code paths as the full-size model of their family kept in the default suite.
-SLOW = {"ResNet152", "ResNet293", "ERes2Net34_Large", "ERes2Net34_aug"}
+SLOW = {"ResNet152", "ResNet293", "ERes2Net34_Large", "ERes2Net34_aug", "ECAPA_TDNN_c1024",
+        "ECAPA_TDNN_GLOB_c1024", "SimAM_ResNet100_ASP"}
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from r2n_audio.inference.embedder import load_weights_strict
 from r2n_audio.models import create_model, is_model
 
 __all__ = ["Arch", "KeyMap", "as_state_dict", "build_bundle", "fit_architecture",
-           "kaldi_frontend", "rename", "load_state"]
+           "kaldi_frontend", "load_state", "per_key", "rename"]
 
 #: upstream key -> our key, or ``None`` to drop it
 KeyMap = Callable[[str], "str | None"]
@@ -45,6 +45,15 @@ def rename(*rules: tuple[str, str], drop: Sequence[str] = ()) -> KeyMap:
         for pattern, repl in compiled:
             key = pattern.sub(repl, key)
         return key
+
+    return key_map
+
+
+def per_key(state_map: Callable[[dict], dict]) -> KeyMap:
+    """A :data:`KeyMap` from a zoo module's ``state_dict -> state_dict`` converter (applied to
+    one key at a time; a key it leaves out is dropped)."""
+    def key_map(key: str) -> str | None:
+        return next(iter(state_map({key: None})), None)
 
     return key_map
 

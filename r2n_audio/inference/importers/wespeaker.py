@@ -25,7 +25,8 @@ import yaml
 
 from r2n_audio.errors import ModelError
 from r2n_audio.inference.importers.common import (Arch, KeyMap, build_bundle, fit_architecture,
-                                                  kaldi_frontend, load_state, rename)
+                                                  kaldi_frontend, load_state, per_key, rename)
+from r2n_audio.models import simam_resnet
 
 __all__ = ["WESPEAKER_MODELS", "RESNET_BASIC", "RESNET_BOTTLENECK", "import_wespeaker",
            "wespeaker_arch"]
@@ -44,21 +45,21 @@ WESPEAKER_MODELS: dict[str, tuple[str, str, KeyMap | None]] = {
     "ResNet152": ("resnet152", "TSTP", RESNET_BOTTLENECK),
     "ResNet221": ("resnet221", "TSTP", RESNET_BOTTLENECK),
     "ResNet293": ("resnet293", "TSTP", RESNET_BOTTLENECK),
-    "ECAPA_TDNN_c512": ("wespeaker_ecapa_tdnn_c512", "ASTP", None),
-    "ECAPA_TDNN_c1024": ("wespeaker_ecapa_tdnn_c1024", "ASTP", None),
-    "ECAPA_TDNN_GLOB_c512": ("wespeaker_ecapa_tdnn_glob_c512", "ASTP", None),
-    "ECAPA_TDNN_GLOB_c1024": ("wespeaker_ecapa_tdnn_glob_c1024", "ASTP", None),
+    "ECAPA_TDNN_c512": ("ecapa_tdnn_ws_c512", "ASTP", None),
+    "ECAPA_TDNN_c1024": ("ecapa_tdnn_ws_c1024", "ASTP", None),
+    "ECAPA_TDNN_GLOB_c512": ("ecapa_tdnn_ws_glob_c512", "ASTP", None),
+    "ECAPA_TDNN_GLOB_c1024": ("ecapa_tdnn_ws_glob_c1024", "ASTP", None),
     "ERes2Net34_Base": ("eres2net34_base", "TSTP", None),
     "ERes2Net34_Large": ("eres2net34_large", "TSTP", None),
     "ERes2Net34_aug": ("eres2net34_aug", "TSTP", None),
     "CAMPPlus": ("campplus_e512", "TSTP", None),
-    "SimAM_ResNet34_ASP": ("simam_resnet34", "ASP", None),
-    "SimAM_ResNet100_ASP": ("simam_resnet100", "ASP", None),
+    "SimAM_ResNet34_ASP": ("simam_resnet34", "ASP", per_key(simam_resnet.upstream_key_map)),
+    "SimAM_ResNet100_ASP": ("simam_resnet100", "ASP", per_key(simam_resnet.upstream_key_map)),
 }
 
 # model_args that change nothing at inference, or that we pass on as feat_dim / embed_dim
 _PASSED = {"feat_dim", "embed_dim", "acoustic_dim", "pooling_func", "two_emb_layer", "emb_bn",
-           "dropout"}
+           "dropout", "in_planes"}
 
 
 def wespeaker_arch(name: str, model_args: dict[str, Any], where: str) -> Arch:
@@ -71,9 +72,10 @@ def wespeaker_arch(name: str, model_args: dict[str, Any], where: str) -> Arch:
     if unknown:
         raise ModelError(f"{where}: model_args {unknown} of {name} are not supported")
     if (model_args.get("pooling_func", pooling) != pooling or model_args.get("two_emb_layer")
-            or model_args.get("emb_bn")):
+            or model_args.get("emb_bn") or model_args.get("in_planes", 64) != 64):
         raise ModelError(f"{where}: {name} is supported with pooling_func {pooling}, "
-                         f"two_emb_layer false and emb_bn false only, got {model_args}")
+                         f"two_emb_layer false, emb_bn false (SimAM: in_planes 64) only, got "
+                         f"{model_args}")
     feat_dim = model_args.get("feat_dim", model_args.get("acoustic_dim", 80))
     args = {"feat_dim": int(feat_dim)}
     if "embed_dim" in model_args:
