@@ -30,7 +30,7 @@ from r2n_audio.diarization.vad import make_vad, regions_from_turns
 from r2n_audio.errors import AudioError, R2NError
 from r2n_audio.inference.embedder import Embedder
 
-__all__ = ["Diarizer", "Diarization"]
+__all__ = ["Diarizer", "Diarization", "score_folder"]
 
 _STEP = 0.01  # timeline resolution in seconds
 
@@ -190,6 +190,32 @@ class Diarizer:
             out[part] = self.embedder.embed_batch(torch.from_numpy(batch),
                                                   torch.from_numpy(lengths[part]))
         return out
+
+
+def score_folder(diarizer: Diarizer, folder: str | os.PathLike, collar: float = 0.25,
+                 skip_overlap: bool = False, **call: Any) -> dict[str, Any]:
+    """Diarize every recording of a conversation set and score it (:class:`DERScorer`).
+
+    ``folder`` holds ``wav.scp`` and ``rttm/<key>.rttm`` (what ``make-conversations`` writes);
+    ``call`` goes to the diarizer (``num_speakers``...). Returns :meth:`DERScorer.report` plus
+    ``audio_seconds`` and ``wall_seconds``.
+    """
+    from pathlib import Path
+
+    from r2n_audio.data.manifests import read_wav_scp
+    from r2n_audio.diarization.der import DERScorer
+    from r2n_audio.diarization.rttm import reference_turns
+
+    start = time.perf_counter()
+    scorer = DERScorer(collar=collar, skip_overlap=skip_overlap)
+    audio = 0.0
+    for key, path in read_wav_scp(Path(folder) / "wav.scp").items():
+        reference = reference_turns(Path(folder) / "rttm", key)
+        result = diarizer(path, reference=reference, uri=key, **call)
+        scorer.add(key, reference, result, result.duration)
+        audio += result.duration
+    return {**scorer.report(), "audio_seconds": audio,
+            "wall_seconds": time.perf_counter() - start}
 
 
 def _waveform(audio: str | os.PathLike | np.ndarray | torch.Tensor, sample_rate: int
