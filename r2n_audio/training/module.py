@@ -98,9 +98,11 @@ class SpeakerModule(pl.LightningModule):
         Linear LR warm-up length in epochs (fractions allowed), i.e. the fraction
         ``warmup_epochs / max_epochs`` of training.
     lr_schedule : str
-        ``"exponential"``, ``"cosine"`` or ``"constant"`` after warm-up, updated every batch
-        from :func:`training_progress` (so a ``Trainer(max_time=...)`` budget that ends
-        training before ``max_epochs`` still completes the schedule).
+        ``"exponential"`` (WeSpeaker's: decay from the first step, times the warm-up ramp),
+        ``"cosine"`` (3D-Speaker's: warm-up, then half a cosine) or ``"constant"`` (see
+        :func:`lr_factor`), updated every batch from :func:`training_progress` (so a
+        ``Trainer(max_time=...)`` budget that ends training before ``max_epochs`` still
+        completes the schedule).
     final_lr_ratio : float
         LR at the end of training as a fraction of ``lr``, so the whole curve scales with the
         peak LR: WeSpeaker's 5e-5 / 0.1 = 5e-4 (its code scales both ends by the same factor),

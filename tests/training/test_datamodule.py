@@ -29,7 +29,7 @@ def test_default_augmentation_is_wespeakers(tiny_corpus):
     assert noise.probabilities == pytest.approx({c: n / total for c, n in counts.items()})
 
 
-def test_3dspeaker_augmentation_through_the_cli(tiny_corpus, tmp_path):
+def test_3dspeaker_augmentation_through_the_cli(tiny_corpus, tmp_path, monkeypatch):
     """3D-Speaker's scheme as its VoxCeleb configs set it: every category 0-15 dB, one file
     from all of MUSAN, and noise / reverb / reverb-then-noise equally likely."""
     config = tmp_path / "aug.yaml"
@@ -38,6 +38,7 @@ def test_3dspeaker_augmentation_through_the_cli(tiny_corpus, tmp_path):
         "rir_dir": str(tiny_corpus / "rirs"), "aug_prob": 0.8, "num_workers": 0,
         "musan_snr": {"noise": [0, 15], "music": [0, 15], "speech": [0, 15]},
         "babble_speakers": [1, 1], "noise_weighting": "files", "reverb_then_noise": True}}))
+    monkeypatch.setattr("sys.argv", ["train.py"])  # not pytest's arguments
     cli = cli_main(["--config", str(config), "--model.backbone=ecapa_tdnn_tiny",
                     "--data.babble_speakers=[3, 7]", "--trainer.logger=false"], run=False)
     augment = cli.datamodule._waveform_augment()
