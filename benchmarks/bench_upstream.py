@@ -79,6 +79,15 @@ PAIRS = [
     Pair("campplus_e512", "WeSpeaker CAMPPlus", _wespeaker(
         "campplus", "CAMPPlus", feat_dim=80, embed_dim=512, pooling_func="TSTP"),
         _we_arch("CAMPPlus", embed_dim=512)),
+    Pair("ecapa_tdnn_ws_glob_c1024", "WeSpeaker ECAPA_TDNN_GLOB_c1024", _wespeaker(
+        "ecapa_tdnn", "ECAPA_TDNN_GLOB_c1024", feat_dim=80, embed_dim=192),
+        _we_arch("ECAPA_TDNN_GLOB_c1024", embed_dim=192)),
+    Pair("ecapa_tdnn_ws_c512", "WeSpeaker ECAPA_TDNN_c512", _wespeaker(
+        "ecapa_tdnn", "ECAPA_TDNN_c512", feat_dim=80, embed_dim=192),
+        _we_arch("ECAPA_TDNN_c512", embed_dim=192)),
+    Pair("simam_resnet34", "WeSpeaker SimAM_ResNet34_ASP", _wespeaker(
+        "samresnet", "SimAM_ResNet34_ASP", embed_dim=256, acoustic_dim=80),
+        _we_arch("SimAM_ResNet34_ASP", embed_dim=256)),
     Pair("eres2net_base", "3D-Speaker ERes2Net", _speakerlab(
         f"{_SL}.eres2net.ERes2Net", "ERes2Net", feat_dim=80, embedding_size=192),
         _3d_arch("eres2net_base")),
@@ -92,7 +101,8 @@ PAIRS = [
         f"{_SL}.campplus.DTDNN", "CAMPPlus", feat_dim=80, embedding_size=192),
         _3d_arch("campplus")),
 ]
-QUICK = ["resnet221", "eres2net34_base", "eres2netv2", "campplus"]
+QUICK = ["resnet221", "eres2net34_base", "ecapa_tdnn_ws_glob_c1024", "simam_resnet34",
+         "eres2netv2", "campplus"]
 
 
 def _randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
