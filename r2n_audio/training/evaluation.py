@@ -1,63 +1,50 @@
-"""Embedding extraction with a training module and trial scoring used during training.
+"""Validation during training through the one embedding path, :class:`Embedder`.
 
-Shared by :class:`~r2n_audio.training.module.SpeakerModule` (validation EER each epoch) and the
-recipes (final extraction), so both embed exactly the same way.
+:class:`~r2n_audio.training.module.SpeakerModule` embeds each validation batch with
+:func:`embed_eval_batch` (so long utterances are windowed and silence is dropped exactly as
+``r2n-audio embed`` does) and logs :func:`score_trials_eer` each epoch; the recipes embed
+their test sets with :func:`r2n_audio.training.recipe.embed_utterances`, the same way.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["extract_embeddings", "score_trials_eer", "trial_metrics"]
+from r2n_audio.inference.embedder import Embedder
+
+__all__ = ["embedder_for", "embed_eval_batch", "score_trials_eer"]
 
 
-@torch.inference_mode()
-def extract_embeddings(model: nn.Module, batches: Iterable, device: torch.device | str = "cpu",
-                       progress: bool = False, total: int | None = None) -> dict[str, np.ndarray]:
-    """Embed ``(keys, waveforms (B, N), lengths (B,))`` batches; returns ``{key: (D,) float32}``.
-
-    ``model`` maps ``(waveforms, lengths)`` to ``(B, D)`` (a
-    :class:`~r2n_audio.training.module.SpeakerModule` does); it is put in eval mode and
-    restored to its previous mode afterwards.
-    """
-    was_training = model.training
-    model.eval()
-    out: dict[str, np.ndarray] = {}
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, total=total, desc="embed", unit="batch")
-    try:
-        for batch in batches:  # (keys, waveforms, lengths, ...), e.g. an EvalBatch
-            keys, waveforms, lengths = batch[0], batch[1], batch[2]
-            emb = model(waveforms.to(device), lengths.to(device)).float().cpu().numpy()
-            out.update(zip(keys, emb))
-    finally:
-        model.train(was_training)
-    return out
+def embedder_for(module: nn.Module, device: torch.device | str | None = None) -> Embedder:
+    """An :class:`Embedder` over a training module's front-end and backbone (shared, not
+    copied; both are put in eval mode), on ``device`` (default: the module's)."""
+    if device is None:
+        device = next(module.parameters()).device
+    frontend = module.frontend
+    return Embedder(module.backbone, frontend, sample_rate=int(frontend.sample_rate),
+                    device=device)
 
 
-def trial_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """EER (percent) and normalised minDCF at P_target 0.01 and 0.05 (C_miss = C_fa = 1)."""
-    from r2n_audio.scoring.metrics import compute_eer, compute_min_dcf
-
-    eer, _ = compute_eer(scores, labels)
-    return {"eer": 100.0 * float(eer),
-            "min_dcf_0.01": float(compute_min_dcf(scores, labels, p_target=0.01)[0]),
-            "min_dcf_0.05": float(compute_min_dcf(scores, labels, p_target=0.05)[0])}
+def embed_eval_batch(module: nn.Module, waveforms: torch.Tensor,
+                     lengths: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings ``(B, D)`` of a padded validation batch ``(B, N)`` and which rows have one
+    ``(B,)`` (a silent utterance has none), as :meth:`Embedder.embed_batch` makes them."""
+    return embedder_for(module).embed_batch(waveforms, lengths, return_valid=True)
 
 
 def score_trials_eer(trials, embeddings: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Plain cosine scores of ``trials`` (a :class:`~r2n_audio.data.manifests.Trials`) and their
-    :func:`trial_metrics`; trials with a missing embedding are left out."""
-    from r2n_audio.scoring.cosine import score_trials
+    """Plain cosine metrics of ``trials`` for the training log: ``eer`` in percent (a report),
+    ``min_dcf_0.01``, ``min_dcf_0.05``; trials with a missing embedding are left out, and no
+    trial left gives ``{}``."""
+    from r2n_audio.scoring.trials import score_trial_list
 
-    result = score_trials(trials, dict(embeddings))
-    valid = result.valid
-    if not valid.any():
+    scored = score_trial_list(trials, dict(embeddings))
+    if not scored.result.valid.any():
         return {}
-    return trial_metrics(result.scores[valid], np.asarray(trials.labels)[valid])
+    metrics = scored.metrics()
+    return {"eer": 100.0 * metrics["eer"], "min_dcf_0.01": metrics["min_dcf_0.01"],
+            "min_dcf_0.05": metrics["min_dcf_0.05"]}

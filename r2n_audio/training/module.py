@@ -21,7 +21,7 @@ from torch import nn
 from r2n_audio.checkpoints import read_checkpoint
 from r2n_audio.errors import ModelError
 from r2n_audio.losses import CosineHead, build_loss
-from r2n_audio.training.evaluation import score_trials_eer
+from r2n_audio.training.evaluation import embed_eval_batch, score_trials_eer
 
 __all__ = ["SpeakerModule", "DEFAULT_FRONTEND", "lr_factor", "training_progress"]
 
@@ -245,8 +245,12 @@ class SpeakerModule(pl.LightningModule):
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch, batch_idx: int) -> None:
         keys, waveforms, lengths = batch[0], batch[1], batch[2]  # an EvalBatch
-        self._val_keys.extend(keys)
-        self._val_embeddings.append(self(waveforms, lengths).float().cpu())
+        if not len(keys):
+            return
+        # The one embedding path (windows, silence dropped), as `r2n-audio embed` embeds.
+        emb, valid = embed_eval_batch(self, waveforms, lengths)
+        self._val_keys.extend(k for k, ok in zip(keys, valid.tolist()) if ok)
+        self._val_embeddings.append(torch.from_numpy(emb[valid]))
 
     def on_validation_epoch_end(self) -> None:
         trials = getattr(self.trainer.datamodule, "trials", None) if self.trainer else None

@@ -1,44 +1,52 @@
-"""Building blocks of the training recipes: embed a data dir, score a trial list, write reports.
+"""Building blocks of the training recipes: embed a data dir, cohorts, score a trial list.
 
-Recipes (``recipes/mini/run.py``, ``recipes/voxceleb``) stay thin and call these; the scoring
-itself is :mod:`r2n_audio.scoring.cosine` (mean subtraction, AS-Norm) and
-:mod:`r2n_audio.scoring.metrics`.
+Recipes (``recipes/mini/run.py``, ``recipes/voxceleb``) stay thin and call these. Embedding
+goes through :class:`~r2n_audio.inference.embedder.Embedder` (the path of ``r2n-audio
+embed``), scoring through :mod:`r2n_audio.scoring.trials`.
 """
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from r2n_audio.training.evaluation import extract_embeddings, trial_metrics
+from r2n_audio.inference.embedder import Embedder
+from r2n_audio.training.evaluation import embedder_for
 
 __all__ = ["embed_utterances", "speaker_means", "subsample_per_speaker", "score_and_measure"]
 
 
-def embed_utterances(model: nn.Module, wavs: Mapping[str, str | os.PathLike],
-                     device: torch.device | str = "cpu", sample_rate: int = 16000,
-                     max_seconds: float = 200.0, num_workers: int = 1,
+def embed_utterances(model: nn.Module | Embedder, wavs: Mapping[str, str | os.PathLike],
+                     device: torch.device | str = "cpu", workers: int = 1,
                      progress: bool = False) -> dict[str, np.ndarray]:
-    """Embed whole utterances ``{key: path}`` with ``model`` (waveforms, lengths) -> (B, D).
+    """Embed whole utterances ``{key: path}``; returns ``{key: (D,) float32}``.
 
-    Files are read in ``num_workers`` DataLoader workers and batched by length
-    (:class:`~r2n_audio.data.datasets.BucketBatchSampler`, ``max_seconds`` of padded audio per
-    batch). Returns ``{key: (D,) float32}``.
+    ``model`` is an :class:`Embedder` or a training module (its front-end and backbone are
+    used as :func:`~r2n_audio.training.evaluation.embedder_for` wraps them). ``workers``
+    threads decode ahead of the network.
+
+    Raises
+    ------
+    AudioError
+        The first file that has no embedding (unreadable, silent...).
     """
-    from r2n_audio.data.datasets import EvalDataset
-    from r2n_audio.training.datamodule import BatchedEvalDataset
+    from r2n_audio.progress import Progress
 
-    batched = BatchedEvalDataset(EvalDataset(dict(wavs), sample_rate), max_seconds)
-    loader = DataLoader(batched, batch_size=None, num_workers=num_workers,
-                        prefetch_factor=4 if num_workers else None)
-    return extract_embeddings(model, loader, device=device, progress=progress,
-                              total=len(batched))
+    embedder = model if isinstance(model, Embedder) else embedder_for(model, device)
+    keys = list(wavs)
+    out: dict[str, np.ndarray] = {}
+    with Progress(len(keys), "embed", unit="utt", quiet=not progress) as bar:
+        for result in embedder.iter_files([wavs[k] for k in keys], workers=workers):
+            if result.error is not None:
+                raise result.error
+            out[keys[result.index]] = result.embedding
+            bar.update()
+    return out
 
 
 def subsample_per_speaker(utt2spk: Mapping[str, str], per_speaker: int,
@@ -74,19 +82,18 @@ def speaker_means(embeddings: Mapping[str, np.ndarray],
 def score_and_measure(trials, embeddings: Mapping[str, np.ndarray],
                       mean: np.ndarray | None = None, cohort: np.ndarray | None = None,
                       top_n: int = 100) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    """Score ``trials`` (cosine after subtracting ``mean``; AS-Norm when ``cohort`` is given)
-    and measure them.
+    """Score ``trials`` (cosine after subtracting ``mean``; AS-Norm when ``cohort`` is given,
+    ``top_n`` capped at the cohort size) and measure them.
 
     Returns ``(metrics, scores (T',), labels (T',))`` over the trials whose two embeddings
-    exist; ``metrics`` has ``eer`` (percent), ``min_dcf_0.01``, ``min_dcf_0.05`` and
-    ``missing`` (number of trials left out).
+    exist; ``metrics`` is :func:`~r2n_audio.scoring.metrics.evaluate`'s (``eer`` a fraction)
+    plus ``missing`` (number of trials left out).
     """
-    from r2n_audio.scoring.cosine import score_trials
+    from r2n_audio.scoring.trials import score_trial_list
 
-    result = score_trials(trials, dict(embeddings), mean=mean, cohort=cohort,
-                          top_n=min(top_n, len(cohort)) if cohort is not None else top_n)
-    valid = result.valid
-    scores, labels = result.scores[valid], np.asarray(trials.labels)[valid]
-    metrics = trial_metrics(scores, labels)
-    metrics["missing"] = int((~valid).sum())
-    return metrics, scores, labels
+    if cohort is not None:
+        top_n = min(top_n, len(cohort))
+    scored = score_trial_list(trials, embeddings, mean=mean, cohort=cohort, top_n=top_n)
+    metrics = scored.metrics()
+    metrics["missing"] = int((~scored.result.valid).sum())
+    return metrics, scored.scores, scored.labels

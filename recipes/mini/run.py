@@ -117,6 +117,8 @@ def evaluate(args, module):
     trials = read_trials(data / "trials.txt")
     plain, s0, labels = score_and_measure(trials, test, mean=mean)
     normed, s1, _ = score_and_measure(trials, test, mean=mean, cohort=cohort, top_n=args.top_n)
+    for metrics in (plain, normed):
+        metrics["eer"] *= 100.0  # percent in reports
     systems = {"cosine": (s0, labels), "cosine + AS-Norm": (s1, labels)}
     return {"plain": plain, "as_norm": normed}, systems, test, mean
 
@@ -134,8 +136,12 @@ def write_outputs(args, module, results, systems, test_embeddings, mean) -> None
     atomic_write_text(exp / "results.json", json.dumps(results, indent=1) + "\n")
     plot_det(exp / "det.png", systems, title="mini corpus, held-out speakers")
     save_embeddings(exp / "test_embeddings.npz", test_embeddings)
+    # The EER point of plain cosine, and where it was set: `verify` prints that with every
+    # decision, since it says little about other audio (real recordings especially).
     meta = {"recipe": "mini", "results": results,
-            "threshold": results["threshold_eer_no_asnorm"]}  # the EER point of plain cosine
+            "threshold": results["threshold_eer_no_asnorm"],
+            "threshold_source": "synthetic voices: mini corpus (EER point of plain cosine on "
+                                "its held-out speakers)"}
     save_bundle(module.cpu().bundle(embedding_mean=torch.from_numpy(mean), meta=meta),
                 exp / "model.pt")
 
@@ -187,7 +193,6 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     corpus_seconds = make_corpus_if_missing(args)
     from r2n_audio.scoring.baseline import baseline_eer
-    from r2n_audio.scoring.metrics import compute_eer
 
     t = time.perf_counter()
     baseline = baseline_eer(Path(args.data) / "test", Path(args.data) / "trials.txt")
@@ -202,7 +207,7 @@ def main(argv=None) -> dict:
         "min_dcf_0.01_no_asnorm": metrics["plain"]["min_dcf_0.01"],
         "min_dcf_0.05_no_asnorm": metrics["plain"]["min_dcf_0.05"],
         # The bundle subtracts the same training mean, so `r2n-audio verify` decides with this.
-        "threshold_eer_no_asnorm": compute_eer(*systems["cosine"])[1],
+        "threshold_eer_no_asnorm": metrics["plain"]["threshold_eer"],
         "baseline_eer": baseline, "model": module.backbone_name,
         "params": sum(p.numel() for p in module.backbone.parameters()),
         "trials": str(Path(args.data) / "trials.txt"), "n_trials": len(systems["cosine"][1]),
