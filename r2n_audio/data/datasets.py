@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from r2n_audio.audio import AudioError, audio_duration, load_audio, load_random_segment
+from r2n_audio.data.bucketing import duration_batches
 from r2n_audio.data.manifests import read_utt2dur, read_utt2spk, read_wav_scp, utt2dur_line
 from r2n_audio.errors import DataFormatError, R2NError
 
@@ -323,15 +324,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         if max_seconds <= 0:
             raise R2NError(f"max_seconds must be positive, got {max_seconds}")
         order = sorted(range(len(durations)), key=lambda i: (-durations[i], i))
-        self.batches: list[list[int]] = []
-        for i in order:
-            batch = self.batches[-1] if self.batches else None
-            # Sorted descending, so the batch's first item is its longest.
-            if (batch and (len(batch) + 1) * durations[batch[0]] <= max_seconds
-                    and (max_batch_size is None or len(batch) < max_batch_size)):
-                batch.append(i)
-            else:
-                self.batches.append([i])
+        self.batches = list(duration_batches(order, durations, max_seconds, max_batch_size))
 
     def __len__(self) -> int:
         return len(self.batches)

@@ -26,7 +26,7 @@ its batch.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from r2n_audio.audio import audio_duration, load_audio
+from r2n_audio.data.bucketing import duration_batches
 from r2n_audio.errors import AudioError, ModelError
 from r2n_audio.features.frontend import build_frontend
 from r2n_audio.features.silence import SILENCE_RMS, has_signal
@@ -198,7 +199,7 @@ class Embedder:
         order = sorted(range(len(segments)), key=lambda i: segments[i].shape[0])
         raw = torch.zeros(len(segments), self.embed_dim)
         usable = torch.zeros(len(segments), dtype=torch.bool)
-        for batch in _duration_batches(order, [s.shape[0] for s in segments],
+        for batch in duration_batches(order, [s.shape[0] for s in segments],
                                        batch_seconds * self.sample_rate):
             raw[batch], usable[batch] = self._forward([segments[i] for i in batch])
         owners = torch.tensor(owner, dtype=torch.long)
@@ -323,7 +324,7 @@ class Embedder:
             # Capped at the budget: a long file sits alone in its batch and is windowed.
             durations[i] = min(int(seconds * self.sample_rate), int(budget))
         order = sorted(durations, key=lambda i: durations[i])
-        batches = list(_duration_batches(order, durations, budget))
+        batches = list(duration_batches(order, durations, budget))
         with ThreadPoolExecutor(max(1, workers)) as pool:
             loads = _prefetch(pool, batches, lambda i: self._load(paths[i]))
             for batch, waves in zip(batches, loads):
@@ -385,19 +386,6 @@ def _load_bundle(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001  torch's unpickler raises many kinds on junk
         raise ModelError(f"{path}: not a readable torch file ({type(err).__name__}); expected "
                          f"an r2n-audio bundle") from None
-
-
-def _duration_batches(order: Iterable[int], sizes: Sequence[int] | dict[int, int],
-                      budget: float) -> Iterator[list[int]]:
-    """Group ``order`` (sorted by size) into batches whose padded size ``len * max`` <= budget."""
-    batch: list[int] = []
-    for i in order:
-        if batch and (len(batch) + 1) * sizes[i] > budget:
-            yield batch
-            batch = []
-        batch.append(i)
-    if batch:
-        yield batch
 
 
 def _prefetch(pool: ThreadPoolExecutor, batches: list[list[int]], load) -> Iterator[list]:
