@@ -52,3 +52,18 @@ def test_import_errors(tmp_path: Path, capsys) -> None:
     assert main(["import", "wespeaker", str(tmp_path / "nope"), "-o", "b.pt"]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert main(["import", "kaldi", str(tmp_path), "-o", "b.pt"]) == 2
+
+
+def test_arch_does_not_apply_to_speechbrain(tmp_path: Path, capsys) -> None:
+    folder = _speechbrain_folder(tmp_path)
+    out = tmp_path / "b.pt"
+    assert main(["import", "speechbrain", str(folder), "-o", str(out), "--arch", "x"]) == 2
+    assert "--arch does not apply" in capsys.readouterr().err and not out.exists()
+
+
+def test_output_that_is_a_folder_is_refused(tmp_path: Path, capsys) -> None:
+    folder = _speechbrain_folder(tmp_path)
+    (tmp_path / "out").mkdir()
+    assert main(["import", "speechbrain", str(folder), "-o", str(tmp_path / "out"),
+                 "--overwrite"]) == 2
+    assert "not a regular file" in capsys.readouterr().err and (tmp_path / "out").is_dir()
