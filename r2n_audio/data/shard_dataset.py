@@ -73,11 +73,41 @@ def epoch_plan(counts: list[int], epoch: int, seed: int, rank: int, world: int, 
     return plan
 
 
+def _pcm16(data: bytes) -> tuple[np.ndarray, int] | None:
+    """``(samples (N,) int16, rate)`` of a mono 16-bit PCM wav held in memory, without a
+    decoder (what ``prepare shards --format wav`` writes), or None for anything else."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, fmt = 12, None
+    while pos + 8 <= len(data):
+        chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if chunk == b"fmt ":
+            fmt = data[pos + 8:pos + 24]
+        elif chunk == b"data":
+            mono16 = fmt is not None and fmt[0:2] == b"\x01\x00" and fmt[2:4] == b"\x01\x00" \
+                and fmt[14:16] == b"\x10\x00"
+            if not mono16:
+                return None
+            end = min(len(data), pos + 8 + size) & ~1
+            return (np.frombuffer(data, np.int16, (end - pos - 8) // 2, pos + 8),
+                    int.from_bytes(fmt[4:8], "little"))
+        pos += 8 + size + (size & 1)
+    return None
+
+
 def _read_crop(data: bytes, length: int, rng: np.random.Generator) -> Tensor:
     """A random ``length``-sample stretch (the whole utterance when not longer) of in-memory
     audio; only that stretch is decoded. The offset is drawn as
     :func:`r2n_audio.audio.load_random_segment` draws it, so the same generator state cuts
     the same crop from a shard as from the file."""
+    pcm = _pcm16(data)
+    if pcm is not None:  # a slice of the buffer: ~4x soundfile's callbacks on BytesIO
+        samples, rate = pcm
+        start = 0
+        if len(samples) > length:
+            start = round(float(rng.uniform(0.0, len(samples) / rate - length / rate)) * rate)
+        crop = samples[start:start + length].astype(np.float32)
+        return torch.from_numpy(crop * np.float32(1.0 / 32768.0))
     with sf.SoundFile(io.BytesIO(data)) as f:
         rate, frames = f.samplerate, f.frames
         if frames > length:

@@ -6,7 +6,7 @@ a shard is one tar of ``shard_size`` utterances read front to back. The layout i
 its tar iterators), so ``webdataset.WebDataset(...)`` and its tools read our shards too::
 
     OUT/shard-000000.tar    <base>.json  {"duration": s, "key": utt, "speaker": spk}
-                            <base>.flac  (or .wav) 16 kHz mono PCM-16
+                            <base>.wav  (or .flac) 16 kHz mono PCM-16
     OUT/shards.txt          the shard list: one tar per line, relative to the list's folder
     OUT/shards.json         index: per shard its utterances and bytes; speakers; format
 
@@ -107,8 +107,9 @@ def _write_shard(job: tuple) -> tuple:
     seconds = 0.0
     try:
         with atomic_path(target) as tmp, open(tmp, "wb") as stream:
+            # mtime an int: a float one costs every member an extra PAX header.
             writer = wds.TarWriter(stream, user="", group="", mode=0o644, encoder=False,
-                                   mtime=0.0)
+                                   mtime=0)
             try:
                 for entry in entries:
                     seconds += _add_utterance(writer, entry, fmt, sample_rate)
@@ -166,7 +167,7 @@ def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> Iterator[tuple
 
 
 def write_shards(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                 shard_size: int = 1000, format: str = "flac", jobs: int = 1, seed: int = 0,
+                 shard_size: int = 1000, format: str = "wav", jobs: int = 1, seed: int = 0,
                  sample_rate: int = 16000, progress: bool = False) -> ShardReport:
     """Pack a data dir (``wav.scp``, ``utt2spk``, optional ``utt2dur``) into tar shards.
 
@@ -176,8 +177,10 @@ def write_shards(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
         Input data dir; output folder (shards, :data:`SHARD_LIST`, :data:`SHARD_INDEX`).
     shard_size : int
         Utterances per shard (the last one holds the rest).
-    format : {"flac", "wav"}
-        Audio encoding in the shards (16-bit PCM either way; FLAC is ~40 % smaller).
+    format : {"wav", "flac"}
+        Audio encoding in the shards (16-bit PCM either way): a loader worker decodes a
+        2 s crop of wav ~5x faster (0.5 vs 2.6 ms; FLAC has no seek table, so seeking
+        decodes); FLAC takes ~35 % less disk.
     jobs : int
         Processes writing shards in parallel.
     seed : int
@@ -308,10 +311,32 @@ def read_shard_list(path: str | os.PathLike) -> ShardSet:
     return ShardSet(paths, counts, sorted(speakers), rates.pop())
 
 
+def _grouped(tar: tarfile.TarFile) -> Iterator[tuple[str, dict[str, tarfile.TarInfo]]]:
+    """``(base, {extension: member})`` per sample, grouped as WebDataset groups (consecutive
+    members sharing ``base_plus_ext``'s base); only headers are read."""
+    from webdataset.tariterators import base_plus_ext
+
+    base, group = None, {}
+    for member in tar:
+        prefix, ext = base_plus_ext(member.name) if member.isreg() else (None, None)
+        if prefix is None:
+            continue
+        if prefix != base and group:
+            yield base, group
+            group = {}
+        base = prefix
+        group[ext.lower()] = member
+    if group:
+        yield base, group
+
+
 def iter_shard(path: str | os.PathLike, start: int = 0, stop: int | None = None
                ) -> Iterator[tuple[str, str, float, str, bytes]]:
-    """Utterances ``start``..``stop`` of a shard, read in one pass (earlier ones are skipped
-    unread): ``(key, speaker, seconds, format, audio bytes)``.
+    """Utterances ``start``..``stop`` of a shard, read front to back (the data of earlier ones
+    is skipped unread): ``(key, speaker, seconds, format, audio bytes)``.
+
+    Reads the local file with random access (one read per member), not WebDataset's stream
+    reader, whose 10 KB record reads cost a loader worker 0.7 ms per 2 s crop.
 
     Raises
     ------
@@ -319,37 +344,30 @@ def iter_shard(path: str | os.PathLike, start: int = 0, stop: int | None = None
         A truncated or unreadable tar, or a member without key, speaker or audio, naming the
         shard and the member.
     """
-    from webdataset.tariterators import group_by_keys, tar_file_iterator
-
-    position = {"base": None, "n": -1}
-
-    def wanted(name: str) -> bool:
-        base = name.split(".", 1)[0]
-        if base != position["base"]:
-            position["base"], position["n"] = base, position["n"] + 1
-        # The first member after the range is read too: it tells the grouper that the last
-        # sample of the range is complete.
-        return start <= position["n"] and (stop is None or position["n"] <= stop)
-
-    def reraise(err: Exception) -> bool:
-        raise err
-
-    if stop is not None and stop <= start:
-        return
-    last, count = "(none)", start
+    last = "(none)"
     try:
-        with open(path, "rb") as stream:
-            files = ({**f, "__url__": str(path)} for f in tar_file_iterator(
-                stream, select_files=wanted, handler=reraise))
-            for sample in group_by_keys(files, handler=reraise):
-                last = sample["__key__"]
-                yield _parse(path, sample)
-                count += 1
-                if count == stop:
+        with tarfile.open(path, mode="r:") as tar:
+            for n, (base, members) in enumerate(_grouped(tar)):
+                if stop is not None and n >= stop:
                     return
-    except (tarfile.TarError, OSError, ValueError) as err:
+                if n < start:
+                    continue
+                sample = {"__key__": base}
+                for ext in ("json", *FORMATS):
+                    if ext in members:
+                        sample[ext] = _read_member(tar, members[ext])
+                last = base
+                yield _parse(path, sample)
+    except (tarfile.TarError, OSError) as err:
         raise DataFormatError(path, f"truncated or unreadable after member {last} ({err}); "
                                     f"rerun `r2n-audio prepare shards`") from None
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    data = tar.extractfile(member).read()
+    if len(data) != member.size:
+        raise tarfile.ReadError(f"{member.name}: {len(data)} of {member.size} bytes")
+    return data
 
 
 def _parse(path, sample: dict) -> tuple[str, str, float, str, bytes]:
