@@ -40,6 +40,8 @@ class Diarization(list):
 
     Attributes
     ----------
+    uri : str
+        The recording's name (the key, or the file name without extension).
     duration : float
         Recording length in seconds.
     speech_seconds : float
@@ -52,9 +54,11 @@ class Diarization(list):
         Seconds spent in ``vad``, ``embed``, ``cluster`` and ``post``.
     """
 
-    def __init__(self, turns=(), duration: float = 0.0, speech_seconds: float = 0.0,
-                 n_windows: int = 0, note: str = "", timings: dict | None = None) -> None:
+    def __init__(self, turns=(), uri: str = "audio", duration: float = 0.0,
+                 speech_seconds: float = 0.0, n_windows: int = 0, note: str = "",
+                 timings: dict | None = None) -> None:
         super().__init__(turns)
+        self.uri = uri
         self.duration, self.speech_seconds, self.n_windows = duration, speech_seconds, n_windows
         self.note, self.timings = note, timings if timings is not None else {}
 
@@ -68,7 +72,7 @@ class Diarization(list):
         """The turns as a ``pyannote.core.Annotation`` (needs pyannote.core)."""
         from r2n_audio.diarization.der import to_annotation
 
-        return to_annotation(self, uri=getattr(self, "uri", "audio"))
+        return to_annotation(self, uri=self.uri)
 
 
 @dataclass
@@ -141,9 +145,9 @@ class Diarizer:
         t = time.perf_counter()
         regions = self._speech(wave, duration, reference, name)
         timings["vad"] = time.perf_counter() - t
-        result = Diarization(duration=duration, timings=timings,
+        result = Diarization(uri=uri or os.path.splitext(os.path.basename(name))[0],
+                             duration=duration, timings=timings,
                              speech_seconds=float(sum(b - a for a, b in regions)))
-        result.uri = uri or os.path.splitext(os.path.basename(name))[0]
         windows = sliding_windows(regions, self.window, self.hop, duration=duration)
         if len(windows) == 0:
             result.note = "no speech found"
