@@ -16,7 +16,8 @@ Padding. Only a 3x3 convolution mixes frames, so exactly the maps that feed one 
 each utterance's (strided) length: the input, each block's 1x1 entry output and every split
 that feeds the next split, and the maps entering the trunk's 3x3 downsampling convs. Pointwise
 work (1x1 convs, BatchNorm, AFF) on padded frames is harmless, statistics pooling reads valid
-frames only. A padded batch then gives each utterance's embedding alone (eval mode). With
+frames only. A padded batch then gives each utterance's embedding alone (eval mode; in
+training, BatchNorm batch statistics include padded frames, as in every backbone here). With
 ``lengths`` None, or every length full outside tracing, no mask is made at all.
 """
 
@@ -103,7 +104,7 @@ class ERes2NetBlock(nn.Module):
     ) -> None:
         super().__init__()
         width = int(math.floor(planes * base_width / 64.0))
-        self.width, self.stride = width, stride
+        self.width = width
         self.conv1 = nn.Conv2d(in_planes, width * scale, 1, stride, bias=False)
         self.bn1 = nn.BatchNorm2d(width * scale)
         self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, 1, 1, bias=False) for _ in range(scale))
@@ -187,9 +188,10 @@ class ERes2NetTrunk(nn.Module):
         raise NotImplementedError
 
     def _frames(self, feats: torch.Tensor, lengths: torch.Tensor | None):
-        """Fused last-stage map ``(B, C, F', T')`` (padded frames not zeroed) and its lengths."""
+        """Fused last-stage map ``(B, C, F', T')`` (padded frames not zeroed), its lengths and
+        its mask (both None when nothing is padded)."""
         if feats.dim() != 3 or feats.size(2) != self.feat_dim:
-            raise ValueError(f"feats must be (B, T, {self.feat_dim}), got {tuple(feats.shape)}")
+            raise ModelError(f"feats must be (B, T, {self.feat_dim}), got {tuple(feats.shape)}")
         frames = feats.size(1)
         if lengths is not None:
             lengths = check_lengths(lengths, feats.size(0), frames).to(feats.device)
