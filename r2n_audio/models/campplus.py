@@ -41,18 +41,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from r2n_audio.models.layers import check_lengths, conv_bn, strided_lengths, time_mask
+from r2n_audio.models.layers import check_lengths, conv_bn, fast_inference, strided_lengths, time_mask
 from r2n_audio.models.pooling import StatisticsPooling
 from r2n_audio.models.registry import build, register_model
 
 __all__ = ["CAMPPlus", "FCM", "CAMLayer", "CAMDenseTDNNBlock"]
-
-
-def _fast_inference() -> bool:
-    """Whether the inference-only layouts may run: no autograd (oneDNN's channels-last
-    backward corrupts memory here; the dense buffer is written in place) and no tracing (a
-    trace must record the same graph whatever the grad mode)."""
-    return not torch.is_grad_enabled() and not torch.jit.is_tracing()
 
 
 def _mask(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -120,7 +113,7 @@ class FCM(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         x = x.unsqueeze(1)
-        if _fast_inference():  # oneDNN's fast layout for these small-channel convolutions
+        if fast_inference():  # oneDNN's fast layout for these small-channel convolutions
             x = x.contiguous(memory_format=torch.channels_last)
         out = _mask(torch.relu_(conv_bn(x, self.conv1, self.bn1)), mask)
         for block in (*self.layer1, *self.layer2):
@@ -219,7 +212,7 @@ class CAMDenseTDNNBlock(nn.ModuleList):
         self.in_channels, self.growth = in_channels, growth
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor | None) -> torch.Tensor:
-        if not _fast_inference():  # autograd needs every layer's input kept intact
+        if not fast_inference():  # autograd needs every layer's input kept intact
             for layer in self:
                 x = torch.cat([x, layer(x, mask, lengths)], dim=1)
             return x

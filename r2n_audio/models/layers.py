@@ -25,6 +25,7 @@ __all__ = [
     "SqueezeExcite2d",
     "SimAM2d",
     "conv_bn",
+    "fast_inference",
 ]
 
 
@@ -189,13 +190,23 @@ class SimAM2d(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is None:
             n = x.size(2) * x.size(3)
-            d = (x - x.mean((2, 3), keepdim=True)).pow(2)
+            d = (x - x.mean((2, 3), keepdim=True)).square_()
             v = d.sum((2, 3), keepdim=True) / (n - 1)
         else:
             n = mask.sum(3, keepdim=True) * x.size(2)
-            d = (x - (x * mask).sum((2, 3), keepdim=True) / n).pow(2)
+            d = (x - (x * mask).sum((2, 3), keepdim=True) / n).square_()
             v = (d * mask).sum((2, 3), keepdim=True) / (n - 1).clamp(min=1)
-        return x * torch.sigmoid(d / (4 * (v + self.lambda_p)) + 0.5)
+        scale = 0.25 / (v + self.lambda_p)
+        if fast_inference():  # one full-size allocation instead of five
+            return d.mul_(scale).add_(0.5).sigmoid_().mul_(x)
+        return x * torch.sigmoid(d * scale + 0.5)
+
+
+def fast_inference() -> bool:
+    """Whether inference-only fast paths may run: no autograd (in-place reuse of buffers;
+    oneDNN's channels-last convolution backward corrupts memory for some small-channel maps)
+    and no tracing (a trace must record one graph whatever the grad mode)."""
+    return not torch.is_grad_enabled() and not torch.jit.is_tracing()
 
 
 def conv_bn(x: torch.Tensor, conv: nn.Module, bn: nn.Module) -> torch.Tensor:

@@ -30,7 +30,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from r2n_audio.models.layers import SimAM2d, SqueezeExcite2d, check_lengths, strided_lengths, time_mask
+from r2n_audio.models.layers import (
+    SimAM2d, SqueezeExcite2d, check_lengths, conv_bn, fast_inference, strided_lengths, time_mask,
+)
 from r2n_audio.models.pooling import ChannelAttentiveStatisticsPooling, StatisticsPooling
 
 __all__ = ["Res2Bottleneck", "Bottle2neck", "BasicBlock", "SimAMBasicBlock", "BasicRes2Block", "ResNet2d", "masked", "mask4d", "masked_sequential", "speaker_image", "SpeakerImageNet"]
@@ -213,11 +215,12 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None):
         out_lengths = strided_lengths(lengths, self.stride)
         mask = mask4d(out_lengths, _out_frames(x.size(3), self.stride), x.dtype)
-        out = self.bn2(self.conv2(masked(F.relu(self.bn1(self.conv1(x))), mask)))
+        # eval: BN folded into the convs; in place where no producer keeps its output for backward
+        out = conv_bn(masked(torch.relu_(conv_bn(x, self.conv1, self.bn1)), mask), self.conv2, self.bn2)
         if self.se is not None:
             out = self.se(out, mask)
-        residual = x if self.downsample is None else self.downsample(x, lengths)
-        return masked(F.relu(out + residual), mask), out_lengths
+        out += x if self.downsample is None else self.downsample(x, lengths)
+        return masked(torch.relu_(out), mask), out_lengths
 
 
 class SimAMBasicBlock(BasicBlock):
@@ -254,6 +257,8 @@ class Downsample(nn.Sequential):
             share = F.avg_pool1d(valid, self.stride, self.stride, ceil_mode=True, count_include_pad=False)
             x = first(x) / share.clamp(min=1.0 / self.stride).unsqueeze(1)
             return self[2](self[1](x))
+        if len(self) == 2:
+            return conv_bn(x, self[0], self[1])
         return super().forward(x)
 
 
@@ -349,6 +354,8 @@ class ResNet2d(SpeakerImageNet):
         return ([] if stem == "speech" else [2, 2]) + list(strides)
 
     def _stem(self, x: torch.Tensor, lengths: torch.Tensor | None):
+        if fast_inference():  # oneDNN's fast layout for 3x3 convolutions on speech-sized maps
+            x = x.contiguous(memory_format=torch.channels_last)
         modules = list(self.conv1) if isinstance(self.conv1, nn.Sequential) else [self.conv1]
         x, lengths = masked_sequential(modules + [self.bn1, nn.ReLU()], x, lengths)
         if self.maxpool is not None:  # inputs are >= 0, so zero padding equals -inf padding
