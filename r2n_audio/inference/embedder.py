@@ -17,6 +17,11 @@ How embeddings are made
 4. An utterance's embedding is the mean of its segments' raw network outputs, then the bundle's
    embedding normalisation (mean subtraction, optional L2) is applied.
 
+Nothing that is not a speaker becomes an embedding: an utterance with no signal (see
+:mod:`r2n_audio.features.silence`: zeros, DC, +-1-step dither), one left with too few frames
+once the front-end drops digital silence, NaN/Inf samples, or a non-finite network output is an
+:class:`AudioError` (a failed file in :meth:`Embedder.iter_files`), never a vector.
+
 Memory is bounded by ``batch_seconds`` and ``window_seconds`` whatever the file length (an hour
 of 16 kHz audio is 230 MB of samples; the network only ever sees one batch). Front-end and
 network are both lengths-aware, so an utterance's embedding does not depend on what else is in
