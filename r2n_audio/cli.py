@@ -5,7 +5,7 @@ Each subcommand lives in :mod:`r2n_audio.commands` as a module exposing ``HELP``
 ``run`` so that ``r2n-audio --help`` stays fast.
 
 Exit codes: 0 ok, 1 some inputs failed (the others were processed), 2 usage or fatal input
-error. A user-input error prints one line on stderr, never a traceback; so does an ``OSError``
+error, 3 ``verify`` decided "different speakers". A user-input error prints one line on stderr, never a traceback; so does an ``OSError``
 (a read-only or full output folder), naming the path. A reader that closes the pipe early
 (``r2n-audio score ... --json | head -c 10``) ends the command quietly with 141 (128 + SIGPIPE,
 what a shell reports for a command killed by a closed pipe), as the Python documentation
