@@ -121,8 +121,10 @@ def upstream_key_map(keys: Iterable[str], source: str) -> dict[str, str]:
     dict
         ``{upstream_key: our_key}`` for every key given.
 
-    >>> upstream_key_map(["layer3.0.conv2_1.weight", "layer3.0.convs.0.weight"], "wespeaker")
-    {'layer3.0.conv2_1.weight': 'layer3.0.convs.0.weight', 'layer3.0.convs.0.weight': 'layer3.0.convs.1.weight'}
+    >>> keys = ["layer3.0.conv2_1.weight", "layer3.0.convs.0.weight"]
+    >>> upstream_key_map(keys, "wespeaker")  # doctest: +NORMALIZE_WHITESPACE
+    {'layer3.0.conv2_1.weight': 'layer3.0.convs.0.weight',
+     'layer3.0.convs.0.weight': 'layer3.0.convs.1.weight'}
     """
     keys = list(keys)
     if source == "3dspeaker":

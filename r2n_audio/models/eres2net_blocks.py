@@ -115,7 +115,8 @@ class ERes2NetBlock(nn.Module):
         self.shortcut = nn.Sequential()  # identity, no keys, as upstream
         if stride != 1 or in_planes != planes * expansion:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes * expansion, 1, stride, bias=False), nn.BatchNorm2d(planes * expansion)
+                nn.Conv2d(in_planes, planes * expansion, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * expansion),
             )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -172,7 +173,8 @@ class ERes2NetTrunk(nn.Module):
             planes, blocks = m_channels * 2**i, []
             for j in range(depth):
                 stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(ERes2NetBlock(in_planes, planes, stride, base_width, scale, expansion, fuse=i >= 2))
+                fuse = i >= 2  # AFF inside the blocks of stages 3 and 4
+                blocks.append(ERes2NetBlock(in_planes, planes, stride, base_width, scale, expansion, fuse))
                 in_planes = planes * expansion
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
         freq = feat_dim

@@ -204,7 +204,8 @@ def test_wespeaker_full_size_eres2net34_base(wespeaker):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, factory", [("eres2net34_large", "ERes2Net34_Large"), ("eres2net34_aug", "ERes2Net34_aug")])
+@pytest.mark.parametrize("name, factory", [("eres2net34_large", "ERes2Net34_Large"),
+                                           ("eres2net34_aug", "ERes2Net34_aug")])
 def test_wespeaker_full_size_slow(wespeaker, name, factory):
     reference = getattr(wespeaker, factory)(feat_dim=80, embed_dim=192, pooling_func="TSTP", two_emb_layer=False)
     _assert_same_embeddings(_port(reference, name, "wespeaker"), reference, [40, 27])
