@@ -103,9 +103,10 @@ def read_wav_scp(path: str | os.PathLike) -> dict[str, str]:
     base = Path(path).parent
     table = _fast_table(path, 1)
     if table is not None:
-        table = {k: v.strip() for k, v in table.items()}
-        if not any(v.endswith("|") for v in table.values()):
-            if all(v[:1] == "/" for v in table.values()):
+        # map() over C methods: a million lines in a fraction of the comprehension's time
+        table = dict(zip(table.keys(), map(str.strip, table.values())))
+        if not any(map(str.endswith, table.values(), itertools.repeat("|"))):
+            if all(map(str.startswith, table.values(), itertools.repeat("/"))):
                 return table
             return {k: v if os.path.isabs(v) else str(base / v) for k, v in table.items()}
     table = {}
@@ -172,10 +173,11 @@ def read_utt2dur(path: str | os.PathLike) -> dict[str, float]:
     fast = _fast_table(path, 2)
     if fast is not None:
         try:
-            table = {k: float(v) for k, v in fast.items()}
+            table = dict(zip(fast.keys(), map(float, fast.values())))
         except ValueError:
             table = {}
-        if len(table) == len(fast) and all(0 < v < inf for v in table.values()):
+        seconds = np.fromiter(table.values(), float, len(table))
+        if table and (seconds > 0).all() and (seconds < inf).all():  # NaN fails both
             return table
     table = {}
     seen: dict[str, int] = {}

@@ -48,6 +48,8 @@ class EpochSeededLoader(DataLoader):
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         rank = torch.distributed.get_rank() if distributed else 0
         self.generator.manual_seed(self.seed + epoch + 1_000_003 * (rank + 1))
+        if hasattr(self.dataset, "set_epoch"):  # shard streams: order and rank split
+            self.dataset.set_epoch(epoch)
         return super().__iter__()
 
 
@@ -79,8 +81,13 @@ class SpeakerDataModule(pl.LightningDataModule):
 
     Parameters
     ----------
-    train_dir : str
-        Folder with ``wav.scp`` and ``utt2spk`` of the training utterances.
+    train_dir : str, optional
+        Folder with ``wav.scp`` and ``utt2spk`` (and ``utt2dur``, which spares the audio
+        headers) of the training utterances.
+    train_shards : str, optional
+        Instead of ``train_dir``: a shard list of ``r2n-audio prepare shards``. Each epoch
+        reads every utterance once across all ranks and workers (see
+        :mod:`r2n_audio.data.shard_dataset`); same crops and augmentation as from files.
     val_dir : str, optional
         Folder with the ``wav.scp`` of the held-out utterances; with ``val_trials`` the model
         logs ``val/eer`` and ``val/min_dcf_*`` each validation epoch.
@@ -119,18 +126,29 @@ class SpeakerDataModule(pl.LightningDataModule):
         Padded seconds of audio per validation batch.
     seed : int
         Shuffling and crop/augmentation seed.
+    shuffle_buffer : int
+        Utterances per worker in the shuffle buffer when reading shards.
+    aug_in_memory : bool
+        Decode the noise and RIR files once into memory (int16, shared by forked workers)
+        instead of reading a stretch of a file per crop.
     """
 
-    def __init__(self, train_dir: str, val_dir: str | None = None, val_trials: str | None = None,
+    def __init__(self, train_dir: str | None = None, val_dir: str | None = None,
+                 val_trials: str | None = None,
                  crop_seconds: float = 2.0, batch_size: int = 128, num_workers: int = 4,
                  sample_rate: int = 16000, speed_perturb: bool = False,
                  musan_dir: str | None = None, rir_dir: str | None = None, aug_prob: float = 0.6,
                  musan_snr: dict[str, tuple[float, float]] | None = None,
                  babble_speakers: tuple[int, int] = (1, 1), noise_weighting: str = "files",
                  reverb_then_noise: bool = False, speed_prob: float = 2.0 / 3.0,
-                 val_max_seconds: float = 300.0, seed: int = 0) -> None:
+                 val_max_seconds: float = 300.0, seed: int = 0,
+                 train_shards: str | None = None, shuffle_buffer: int = 1000,
+                 aug_in_memory: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if (train_dir is None) == (train_shards is None):
+            raise DataFormatError(train_shards or train_dir or "data", "give one of train_dir "
+                                  "(a data dir) and train_shards (a shard list)")
         self.train_dir, self.val_dir, self.val_trials = train_dir, val_dir, val_trials
         self._num_speakers: int | None = None
         self._passes = 0
@@ -149,6 +167,10 @@ class SpeakerDataModule(pl.LightningDataModule):
     @property
     def num_speakers(self) -> int:
         """Distinct speakers of the training utterances (read from ``utt2spk`` once)."""
+        if self._num_speakers is None and self.hparams.train_shards:
+            from r2n_audio.data.shards import read_shard_list
+
+            self._num_speakers = len(read_shard_list(self.hparams.train_shards).speakers)
         if self._num_speakers is None:
             from r2n_audio.data.manifests import read_utt2spk, read_wav_scp
 
@@ -172,9 +194,10 @@ class SpeakerDataModule(pl.LightningDataModule):
         members = []
         if hp.musan_dir:
             members.append(AddNoise(hp.musan_dir, sample_rate=hp.sample_rate, **noise,
-                                    seed=seed + 1))
+                                    seed=seed + 1, preload=hp.aug_in_memory))
         if hp.rir_dir:
-            members.append(Reverberate(hp.rir_dir, sample_rate=hp.sample_rate, seed=seed + 2))
+            members.append(Reverberate(hp.rir_dir, sample_rate=hp.sample_rate, seed=seed + 2,
+                                       preload=hp.aug_in_memory))
         if hp.reverb_then_noise and len(members) == 2:  # the same two modules, in a row
             members.append(AugmentChain(members[1], members[0]))
         return OneOf(*members, p=hp.aug_prob, seed=seed + 3) if members else None
@@ -187,16 +210,37 @@ class SpeakerDataModule(pl.LightningDataModule):
         if stage in (None, "fit") and self.train_dataset is None:
             speed = SpeedPerturb(p=hp.speed_prob, sample_rate=hp.sample_rate, seed=hp.seed + 4) \
                 if hp.speed_perturb else None
-            self.train_dataset = TrainCropDataset(
-                self._data_file(self.train_dir, "wav.scp"),
-                self._data_file(self.train_dir, "utt2spk"), crop_seconds=hp.crop_seconds,
-                sample_rate=hp.sample_rate, augment=self._waveform_augment(),
-                speed_perturb=speed, seed=hp.seed)
-            self._num_speakers = self.train_dataset.num_speakers
-            rank_zero_info(f"training data {self.train_dir}: {len(self.train_dataset)} "
-                           f"utterances, {self.num_speakers} speakers, {self.num_classes} classes")
+            if hp.train_shards:
+                self._setup_shards(speed)
+            else:
+                self._setup_files(TrainCropDataset, speed)
         if stage in (None, "fit", "validate") and self.val_trials and self.val_dataset is None:
             self._setup_validation(EvalDataset)
+
+    def _setup_shards(self, speed) -> None:
+        from r2n_audio.data.shard_dataset import ShardCropDataset
+
+        hp = self.hparams
+        self.train_dataset = ShardCropDataset(
+            hp.train_shards, crop_seconds=hp.crop_seconds, sample_rate=hp.sample_rate,
+            augment=self._waveform_augment(), speed_perturb=speed, seed=hp.seed,
+            batch_size=hp.batch_size, shuffle_buffer=hp.shuffle_buffer)
+        self._num_speakers = self.train_dataset.num_speakers
+        rank_zero_info(f"training shards {hp.train_shards}: {self.train_dataset.shards.utterances}"
+                       f" utterances in {len(self.train_dataset.shards.paths)} shards, "
+                       f"{self.num_speakers} speakers, {self.num_classes} classes")
+
+    def _setup_files(self, dataset_cls, speed) -> None:
+        hp = self.hparams
+        utt2dur = Path(self.train_dir) / "utt2dur"
+        self.train_dataset = dataset_cls(
+            self._data_file(self.train_dir, "wav.scp"),
+            self._data_file(self.train_dir, "utt2spk"), crop_seconds=hp.crop_seconds,
+            sample_rate=hp.sample_rate, augment=self._waveform_augment(),
+            speed_perturb=speed, seed=hp.seed, durations=utt2dur if utt2dur.is_file() else None)
+        self._num_speakers = self.train_dataset.num_speakers
+        rank_zero_info(f"training data {self.train_dir}: {len(self.train_dataset)} "
+                       f"utterances, {self.num_speakers} speakers, {self.num_classes} classes")
 
     def _setup_validation(self, eval_dataset_cls) -> None:
         from r2n_audio.data.manifests import read_trials, read_wav_scp
@@ -211,8 +255,10 @@ class SpeakerDataModule(pl.LightningDataModule):
         if missing:
             raise DataFormatError(self.val_trials, f"{len(missing)} trial utterances are not in "
                                                    f"{self.val_dir}/wav.scp, e.g. {missing[:3]}")
+        utt2dur = Path(self.val_dir) / "utt2dur"  # bucketing without reading headers
         dataset = eval_dataset_cls({k: v for k, v in wavs.items() if k in needed},
-                                   self.hparams.sample_rate)
+                                   self.hparams.sample_rate,
+                                   utt2dur=utt2dur if utt2dur.is_file() else None)
         self.val_dataset = BatchedEvalDataset(dataset, self.hparams.val_max_seconds)
 
     # ------------------------------------------------------------------ loaders
@@ -220,6 +266,12 @@ class SpeakerDataModule(pl.LightningDataModule):
         from r2n_audio.data.datasets import collate_train
 
         hp = self.hparams
+        if hp.train_shards:  # the dataset batches, splits by rank and worker, and shuffles
+            return EpochSeededLoader(self.train_dataset, batch_size=None,
+                                     num_workers=hp.num_workers,
+                                     pin_memory=torch.cuda.is_available(),
+                                     prefetch_factor=4 if hp.num_workers > 0 else None,
+                                     seed=hp.seed, epoch_fn=self._next_pass)
         # Workers are not persistent: each epoch's workers are seeded afresh (see
         # EpochSeededLoader), so a resumed run draws the same crops. With num_workers=0 the
         # crops come from one generator in this process and are not replayed on resume.

@@ -3,9 +3,9 @@
 Layout under ``out_dir``::
 
     wav/<spk>/<utt>.wav          16 kHz mono PCM_16
-    wav.scp utt2spk spk2utt      every utterance
-    train/{wav.scp,utt2spk,spk2utt}   training speakers (spk0001, ...)
-    test/{wav.scp,utt2spk,spk2utt}    held-out speakers (tst0001, ...)
+    wav.scp utt2spk spk2utt utt2dur   every utterance
+    train/{wav.scp,utt2spk,spk2utt,utt2dur}   training speakers (spk0001, ...)
+    test/{wav.scp,utt2spk,spk2utt,utt2dur}    held-out speakers (tst0001, ...)
     trials.txt                   Kaldi trials over the held-out speakers
     musan/ rirs/                 synthetic noise, music, babble and RIRs for augmentation
     corpus.json                  parameters, counts, generation time, speaker summaries
@@ -30,11 +30,13 @@ import numpy as np
 import soundfile as sf
 
 from r2n_audio.atomic import atomic_path, atomic_write_text
+from r2n_audio.audio import audio_duration
 from r2n_audio.data.manifests import (
     Trials,
     spk2utt_from_utt2spk,
     write_spk2utt,
     write_trials,
+    write_utt2dur,
     write_utt2spk,
     write_wav_scp,
 )
@@ -103,9 +105,10 @@ def _write_utterance(job: tuple) -> float:
     return len(audio) / SAMPLE_RATE
 
 
-def _write_data_dir(folder: Path, keys: list[str], rel: str) -> None:
-    """wav.scp (paths relative to ``folder``), utt2spk, spk2utt for ``keys``."""
+def _write_data_dir(folder: Path, keys: list[str], rel: str, seconds: dict[str, float]) -> None:
+    """wav.scp (paths relative to ``folder``), utt2spk, spk2utt, utt2dur for ``keys``."""
     utt2spk = {k: k.split("/")[0] for k in keys}
+    write_utt2dur(folder / "utt2dur", {k: seconds[k] for k in keys})
     write_wav_scp(folder / "wav.scp", {k: f"{rel}wav/{k}.wav" for k in keys})
     write_utt2spk(folder / "utt2spk", utt2spk)
     write_spk2utt(folder / "spk2utt", spk2utt_from_utt2spk(utt2spk))
@@ -245,9 +248,11 @@ def make_corpus(out_dir: str | os.PathLike, n_train_speakers: int = 500,
     if workers is None:
         workers = min(len(os.sched_getaffinity(0)), 8)
     audio_seconds = _run_jobs(jobs, max(1, min(workers, len(jobs) // 8)), progress)
-    _write_data_dir(out, keys[_TRAIN] + keys[_TEST], "")
-    _write_data_dir(out / "train", keys[_TRAIN], "../")
-    _write_data_dir(out / "test", keys[_TEST], "../")
+    # Durations from the headers just written, once, so that readers never need them.
+    seconds = {k: audio_duration(out / "wav" / f"{k}.wav") for k in keys[_TRAIN] + keys[_TEST]}
+    _write_data_dir(out, keys[_TRAIN] + keys[_TEST], "", seconds)
+    _write_data_dir(out / "train", keys[_TRAIN], "../", seconds)
+    _write_data_dir(out / "test", keys[_TEST], "../", seconds)
     trials = make_trials(spk2utt_from_utt2spk({k: k.split("/")[0] for k in keys[_TEST]}), seed)
     write_trials(out / "trials.txt", trials)
     info = CorpusInfo(out, n_train_speakers, n_test_speakers, n_utterances, len(trials),
