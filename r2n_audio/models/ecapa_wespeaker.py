@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from r2n_audio.models.layers import check_lengths, time_mask
+from r2n_audio.models.layers import bn_affine, check_lengths, fast_inference, time_mask
 from r2n_audio.models.registry import build, register_model
 
 __all__ = ["EcapaTdnnWeSpeaker", "AttentiveStatsPoolWeSpeaker"]
@@ -79,6 +79,8 @@ class Res2Conv1dReluBn(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         spx = _mask(x, mask).split(self.width, 1)
+        if fast_inference() and not self.training:
+            return self._into_buffer(spx, mask)
         out = []
         sp = spx[0]
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
@@ -87,6 +89,21 @@ class Res2Conv1dReluBn(nn.Module):
         if self.scale != 1:
             out.append(spx[-1])
         return torch.cat(out, dim=1)
+
+    def _into_buffer(self, spx: tuple[torch.Tensor, ...], mask: torch.Tensor | None) -> torch.Tensor:
+        """Inference: each split's BN (as its affine map) writes straight into the output."""
+        out = spx[0].new_empty(spx[0].size(0), self.width * self.scale, spx[0].size(2))
+        sp = spx[0]
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            h = torch.relu_(conv(sp if i == 0 else sp + spx[i]))
+            sp = out[:, i * self.width : (i + 1) * self.width]
+            scale, shift = bn_affine(bn)
+            torch.addcmul(shift.unsqueeze(1), h, scale.unsqueeze(1), out=sp)
+            if mask is not None:
+                sp.mul_(mask)
+        if self.scale != 1:
+            out[:, -self.width :] = spx[-1]
+        return out
 
 
 class SEConnect(nn.Module):
@@ -118,10 +135,14 @@ class SERes2Block(nn.Module):
             SEConnect(channels, se_channels),
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, weights: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, weights: torch.Tensor | None,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        """``out``: inference only, a view (of the MFA input) the result is written into."""
         conv1, res2, conv2, se = self.se_res2block
-        out = conv2(res2(conv1(x), mask))
-        return torch.addcmul(x, out, se(out, weights))  # residual + gated output in one pass
+        y = conv2(res2(conv1(x), mask))
+        if out is None:
+            return torch.addcmul(x, y, se(y, weights))  # residual + gated output in one pass
+        return torch.addcmul(x, y, se(y, weights), out=out)
 
 
 class AttentiveStatsPoolWeSpeaker(nn.Module):
@@ -161,9 +182,15 @@ class AttentiveStatsPoolWeSpeaker(nn.Module):
         alpha = self.linear2(torch.tanh(F.conv1d(x, w) + self._context(x, mask, lengths)))
         if mask is not None:
             alpha = alpha.masked_fill(mask == 0, float("-inf"))
-        weighted = alpha.softmax(dim=2) * x
-        mean = weighted.sum(2)
-        var = (weighted * x).sum(2) - mean * mean  # WeSpeaker's one-pass form
+        if fast_inference():  # the softmax and both moments in place: no more (B, C, T) buffers
+            alpha = alpha.sub_(alpha.amax(2, keepdim=True)).exp_()
+            total = alpha.sum(2)
+            mean = alpha.mul_(x).sum(2) / total
+            var = alpha.mul_(x).sum(2) / total - mean * mean
+        else:
+            weighted = alpha.softmax(dim=2) * x
+            mean = weighted.sum(2)
+            var = (weighted * x).sum(2) - mean * mean  # WeSpeaker's one-pass form
         return torch.cat([mean, var.clamp(min=1e-7).sqrt()], dim=1)
 
 
@@ -219,12 +246,20 @@ class EcapaTdnnWeSpeaker(nn.Module):
         if lengths is not None:
             mask = time_mask(lengths, frames, feats.dtype).unsqueeze(1)
             weights = (mask / lengths.to(feats.dtype).view(-1, 1, 1)).transpose(1, 2)
-        out1 = self.layer1(_mask(feats.transpose(1, 2), mask))
-        out2 = self.layer2(out1, mask, weights)
-        out3 = self.layer3(out2, mask, weights)
-        out4 = self.layer4(out3, mask, weights)
-        out = torch.relu_(self.conv(torch.cat([out2, out3, out4], dim=1)))
-        return out, mask, lengths
+        x = self.layer1(_mask(feats.transpose(1, 2), mask))
+        blocks = (self.layer2, self.layer3, self.layer4)
+        if fast_inference():  # blocks write into the MFA input: no concatenation
+            c = x.size(1)
+            cat = x.new_empty(batch, len(blocks) * c, frames)
+            for k, block in enumerate(blocks):
+                x = block(x, mask, weights, out=cat[:, k * c : (k + 1) * c])
+        else:
+            outs = []
+            for block in blocks:
+                x = block(x, mask, weights)
+                outs.append(x)
+            cat = torch.cat(outs, dim=1)
+        return torch.relu_(self.conv(cat)), mask, lengths
 
     def forward_frames(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Frame-level map that is pooled, ``(B, mfa_channels, T)``."""

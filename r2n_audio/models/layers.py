@@ -24,6 +24,7 @@ __all__ = [
     "TDNNBlock",
     "SqueezeExcite2d",
     "SimAM2d",
+    "bn_affine",
     "conv_bn",
     "fast_inference",
 ]
@@ -209,6 +210,17 @@ def fast_inference() -> bool:
     return not torch.is_grad_enabled() and not torch.jit.is_tracing()
 
 
+def bn_affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode BatchNorm as ``x * scale + shift``: per-channel ``(C,)`` tensors."""
+    scale = (bn.running_var + bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    return scale, shift
+
+
 def conv_bn(x: torch.Tensor, conv: nn.Module, bn: nn.Module) -> torch.Tensor:
     """``bn(conv(x))`` for a ``Conv1d``/``Conv2d`` and a ``BatchNorm``; in eval mode the
     BatchNorm is folded into the convolution's weight and bias (same result to rounding, one
@@ -216,12 +228,7 @@ def conv_bn(x: torch.Tensor, conv: nn.Module, bn: nn.Module) -> torch.Tensor:
     threshold). Training mode runs the two modules (batch statistics)."""
     if bn.training or not bn.track_running_stats:
         return bn(conv(x))
-    scale = (bn.running_var + bn.eps).rsqrt()
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias
+    scale, shift = bn_affine(bn)
     if conv.bias is not None:
         shift = shift + conv.bias * scale
     weight = conv.weight * scale.view(-1, *[1] * (conv.weight.dim() - 1))
