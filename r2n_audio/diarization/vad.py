@@ -127,19 +127,21 @@ class SileroVAD:
 
     def probabilities(self, wave: np.ndarray) -> np.ndarray:
         """Speech probability (T,) of each 32 ms frame of a 16 kHz waveform (N,)."""
-        wave = np.ascontiguousarray(wave, dtype=np.float32).reshape(-1)
+        wave = np.asarray(wave, dtype=np.float32).reshape(-1)
         n_frames = -(-len(wave) // FRAME)
-        frames = np.zeros((n_frames, _CONTEXT + FRAME), dtype=np.float32)
-        body = np.zeros(n_frames * FRAME, dtype=np.float32)
-        body[:len(wave)] = wave
-        frames[:, _CONTEXT:] = body.reshape(n_frames, FRAME)
-        frames[1:, :_CONTEXT] = frames[:-1, -_CONTEXT:]
         h = np.zeros((1, 1, 128), dtype=np.float32)
         c = np.zeros((1, 1, 128), dtype=np.float32)
         out = []
         for first in range(0, n_frames, self.block_frames):
+            # One block of frames at a time: an hour of audio never exists twice in memory.
+            count = min(self.block_frames, n_frames - first)
+            lo = first * FRAME
+            body = np.zeros(count * FRAME + _CONTEXT, dtype=np.float32)
+            piece = wave[max(0, lo - _CONTEXT):lo + count * FRAME]
+            body[_CONTEXT - (lo - max(0, lo - _CONTEXT)):][:len(piece)] = piece
+            frames = np.lib.stride_tricks.sliding_window_view(body, _CONTEXT + FRAME)[::FRAME]
             probs, h, c = self.session.run(["speech_probs", "hn", "cn"], {
-                "input": frames[first:first + self.block_frames], "h": h, "c": c})
+                "input": np.ascontiguousarray(frames[:count]), "h": h, "c": c})
             out.append(probs.reshape(-1))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
