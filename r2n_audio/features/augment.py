@@ -43,6 +43,28 @@ def _as_float(clip: np.ndarray) -> Tensor:
     return torch.from_numpy(clip.astype(np.float32) * np.float32(1.0 / 32768.0))
 
 
+def shard_clips(shard_list: str | os.PathLike, sample_rate: int) -> dict[str, list[np.ndarray]]:
+    """Every utterance of a shard list (``r2n-audio prepare shards``) as int16 clips, grouped
+    by their speaker field (for MUSAN: the category) and sorted by key within a group, so a
+    noise or RIR set can come from shards instead of a folder."""
+    import io
+
+    import soundfile as sf
+
+    from r2n_audio.data.shards import iter_shard, read_shard_list
+
+    shards = read_shard_list(shard_list)
+    if shards.sample_rate != sample_rate:
+        raise R2NError(f"{shard_list}: shards at {shards.sample_rate} Hz, augmenting at "
+                       f"{sample_rate} Hz")
+    found: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for path in shards.paths:
+        for key, group, _, _, data in iter_shard(path):
+            found.setdefault(group, []).append((key, sf.read(io.BytesIO(data), dtype="int16")[0]))
+    return {group: [clip for _, clip in sorted(items, key=lambda kc: kc[0])]
+            for group, items in found.items()}
+
+
 def audio_files(folder: str | os.PathLike, what: str) -> list[str]:
     """Sorted audio files under ``folder`` (recursive); a clear error if there are none."""
     folder = Path(folder)
@@ -124,7 +146,8 @@ class AddNoise(_Random):
     preload : bool
         Decode every file once into memory (int16) instead of reading a stretch per call:
         no file opens in the workers. Right for noise and RIR sets (MUSAN noise is 6 h,
-        0.7 GB); all of MUSAN (109 h) takes 12.6 GB.
+        0.7 GB); all of MUSAN (109 h) takes 12.6 GB. A shard list given as ``musan_dir``
+        (speaker = category) is always loaded into memory.
 
     The SNR is exact on the output: ``10 log10(P(wave) / P(added))`` over the whole waveform
     equals the drawn value (no clipping is applied, so nothing moves it).
@@ -143,15 +166,19 @@ class AddNoise(_Random):
         if not 1 <= low <= high:
             raise R2NError(f"babble_speakers must be (low, high) with 1 <= low <= high, "
                            f"got {tuple(babble_speakers)}")
-        if not Path(musan_dir).is_dir():
+        if not Path(musan_dir).exists():
             raise R2NError(f"{musan_dir}: MUSAN folder not found (expected noise/, music/, "
-                           f"speech/ inside)")
+                           f"speech/ inside, or a shard list whose speakers are the categories)")
+        clips = shard_clips(musan_dir, sample_rate) if Path(musan_dir).is_file() else None
         self.files, problems = {}, []
         for category in categories:  # report every unusable category at once
             try:
-                self.files[category] = audio_files(Path(musan_dir) / category, f"MUSAN {category}")
+                self.files[category] = clips[category] if clips is not None else \
+                    audio_files(Path(musan_dir) / category, f"MUSAN {category}")
             except R2NError as err:
                 problems.append(str(err))
+            except KeyError:
+                problems.append(f"{musan_dir}: no utterance has {category!r} as its speaker")
         if problems:
             raise R2NError("; ".join(problems) + " (pass categories= to use a subset)")
         self.snr = {c: (float(lo), float(hi)) for c, (lo, hi) in categories.items()}
@@ -160,7 +187,7 @@ class AddNoise(_Random):
         sizes = np.array([len(f) for f in self.files.values()], dtype=float)
         weights = sizes if weighting == "files" else np.ones_like(sizes)
         self.probabilities = dict(zip(self.files, weights / weights.sum()))
-        if preload:
+        if preload and clips is None:
             self.files = {c: _preload(f, self.sample_rate) for c, f in self.files.items()}
 
     def _noise(self, category: str, length: int) -> Tensor:
@@ -196,7 +223,8 @@ class Reverberate(_Random):
     Parameters
     ----------
     rir_dir : path
-        Folder searched recursively for RIR audio (e.g. ``RIRS_NOISES/simulated_rirs``).
+        Folder searched recursively for RIR audio (e.g. ``RIRS_NOISES/simulated_rirs``), or a
+        shard list of RIRs (loaded into memory).
     p, sample_rate, seed, preload
         As in :class:`AddNoise`.
     """
@@ -204,9 +232,11 @@ class Reverberate(_Random):
     def __init__(self, rir_dir: str | os.PathLike, p: float = 1.0, sample_rate: int = 16000,
                  seed: int | None = None, preload: bool = False) -> None:
         super().__init__(p, seed)
-        self.files = audio_files(rir_dir, "RIR")
+        shards = Path(rir_dir).is_file()  # a shard list: every utterance is an RIR
+        self.files = [c for group in shard_clips(rir_dir, sample_rate).values() for c in group] \
+            if shards else audio_files(rir_dir, "RIR")
         self.sample_rate = int(sample_rate)
-        if preload:
+        if preload and not shards:
             self.files = _preload(self.files, self.sample_rate)
 
     @staticmethod

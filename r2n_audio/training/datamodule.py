@@ -105,7 +105,9 @@ class SpeakerDataModule(pl.LightningDataModule):
     musan_dir, rir_dir : str, optional
         Noise (MUSAN layout: ``noise/``, ``music/``, ``speech/``) and RIR folders (use
         ``RIRS_NOISES/simulated_rirs``, as WeSpeaker and 3D-Speaker do); when given, one of
-        them is applied to a crop with probability ``aug_prob`` (WeSpeaker's scheme).
+        them is applied to a crop with probability ``aug_prob`` (WeSpeaker's scheme). Either
+        may be a shard list instead (``r2n-audio prepare shards`` of a data dir whose
+        ``utt2spk`` gives each MUSAN file its category), loaded into memory.
     aug_prob : float
     musan_snr : dict, optional
         MUSAN categories used and their SNR ranges in dB, e.g. ``{noise: [0, 15]}``; default

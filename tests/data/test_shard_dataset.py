@@ -134,3 +134,29 @@ def test_two_ranks_two_workers_see_every_utterance_once_per_epoch(tiny_corpus, s
         keys = [k for rank in batches for batch in rank for k in batch]
         assert sorted(keys) == everyone  # each utterance exactly once across ranks and workers
     assert ranks[0]["0"] != ranks[0]["1"]
+
+
+def _augmentation_shards(folder: Path, out: Path, group) -> Path:
+    """Shards of every audio file under ``folder``, the speaker field = ``group(relative)``."""
+    files = sorted(p for p in folder.rglob("*.wav"))
+    data = out / "data"
+    data.mkdir(parents=True)
+    keys = {p.relative_to(folder).with_suffix("").as_posix(): p for p in files}
+    (data / "wav.scp").write_text("".join(f"{k} {p}\n" for k, p in keys.items()))
+    (data / "utt2spk").write_text("".join(f"{k} {group(k)}\n" for k in keys))
+    write_shards(data, out / "shards", shard_size=7)
+    return out / "shards" / "shards.txt"
+
+
+def test_noise_and_rir_sets_from_shards_equal_the_folders(tiny_corpus, tmp_path):
+    from r2n_audio.features.augment import AddNoise, Reverberate
+
+    musan = _augmentation_shards(tiny_corpus / "musan", tmp_path / "musan",
+                                 lambda k: k.split("/")[0])
+    rirs = _augmentation_shards(tiny_corpus / "rirs", tmp_path / "rirs", lambda k: "rir")
+    wave = torch.randn(16000) * 0.1
+    for cls, folder, listing in ((AddNoise, "musan", musan), (Reverberate, "rirs", rirs)):
+        from_folder = cls(tiny_corpus / folder, seed=4, preload=True)
+        from_shards = cls(listing, seed=4)
+        for _ in range(5):
+            torch.testing.assert_close(from_shards(wave), from_folder(wave), rtol=0, atol=0)
