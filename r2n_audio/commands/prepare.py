@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from r2n_audio.progress import add_quiet_argument
+
 HELP = "prepare a corpus download (voxceleb) as Kaldi data dirs, or a data dir as tar shards"
 
 
@@ -32,7 +34,7 @@ def _add_voxceleb(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vox2-wav", type=Path,
                         help="where converted VoxCeleb2 wavs go (default: wav/ beside aac/)")
     parser.add_argument("--jobs", type=int, help="parallel ffmpeg processes (default: CPUs)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(parser)
 
 
 def _add_shards(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +49,7 @@ def _add_shards(parser: argparse.ArgumentParser) -> None:
                              "faster, flac takes ~35%% less disk")
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +65,7 @@ def _run_shards(args: argparse.Namespace) -> int:
 
     report = write_shards(args.data_dir, args.out_dir, shard_size=args.shard_size,
                           format=args.format, jobs=args.jobs, seed=args.seed,
-                          progress=not args.quiet and sys.stderr.isatty())
+                          progress=not args.quiet)
     print(f"{report.shards} shards ({report.written} written now), "
           f"{report.utterances} utterances, {report.speakers} speakers, "
           f"{report.bytes / 1e6:.1f} MB, verified -> {args.out_dir / SHARD_LIST}")

@@ -153,17 +153,17 @@ def _shard_name(i: int) -> str:
 
 
 def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> Iterator[tuple]:
-    bar = Progress(len(jobs), "prepare shards", unit="shard", quiet=not progress)
+    from r2n_audio.progress import Progress
+
     pool = ProcessPoolExecutor(workers) if workers > 1 and len(jobs) > 1 else None
     try:
-        results = pool.map(_write_shard, jobs) if pool else map(_write_shard, jobs)
-        for result in results:
-            bar.update()
-            yield result
+        with Progress(len(jobs), "prepare shards", unit="shard", quiet=not progress) as bar:
+            for result in pool.map(_write_shard, jobs) if pool else map(_write_shard, jobs):
+                bar.update()
+                yield result
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-        bar.close()
 
 
 def write_shards(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -188,7 +188,7 @@ def write_shards(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
     sample_rate : int
         Audio is resampled to this rate and mixed down to mono once, here.
     progress : bool
-        Show a progress bar.
+        Report progress (a bar on a terminal, a line every few seconds in a log).
 
     Raises
     ------
