@@ -98,7 +98,7 @@ class Res2Conv1dReluBn(nn.Module):
             h = torch.relu_(conv(sp if i == 0 else sp + spx[i]))
             sp = out[:, i * self.width : (i + 1) * self.width]
             scale, shift = bn_affine(bn)
-            torch.addcmul(shift.unsqueeze(1), h, scale.unsqueeze(1), out=sp)
+            torch.mul(h, scale.unsqueeze(1), out=sp).add_(shift.unsqueeze(1))
             if mask is not None:
                 sp.mul_(mask)
         if self.scale != 1:
