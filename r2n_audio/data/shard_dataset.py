@@ -174,7 +174,9 @@ class ShardCropDataset(IterableDataset):
             self.world = torch.distributed.get_world_size()
 
     def __len__(self) -> int:
-        """Batches per rank and epoch."""
+        """Batches per rank and epoch (the world size read now: Lightning asks before the
+        first epoch, to size the LR schedule)."""
+        self.set_epoch(self.epoch)
         per_rank = math.ceil(self.shards.utterances / self.world)
         return max(1, math.ceil(per_rank / self.batch_size))
 

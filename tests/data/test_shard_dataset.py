@@ -110,7 +110,7 @@ def _rank_main(rank: int, world: int, port: int, listing: str, out: str) -> None
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world)
     data = ShardCropDataset(listing, crop_seconds=0.25, batch_size=3, shuffle_buffer=4)
-    record = {}
+    record = {"len": len(data)}  # asked before any epoch, as Lightning asks
     for epoch in (0, 1):
         data.set_epoch(epoch)
         loader = DataLoader(data, batch_size=None, num_workers=2)
@@ -133,6 +133,7 @@ def test_two_ranks_two_workers_see_every_utterance_once_per_epoch(tiny_corpus, s
         assert len(batches[0]) == len(batches[1]) == 6  # ceil(ceil(32 / 2) / 3) steps each
         keys = [k for rank in batches for batch in rank for k in batch]
         assert sorted(keys) == everyone  # each utterance exactly once across ranks and workers
+    assert ranks[0]["len"] == ranks[1]["len"] == 6
     assert ranks[0]["0"] != ranks[0]["1"]
 
 
