@@ -29,8 +29,10 @@ are zeroed before every convolution wider than one frame, so **a padded batch eq
 utterance alone** (eval mode). With nothing padded no mask is built.
 
 Speed (eval, same weights as upstream): the gate is computed once per segment, not per frame
-(it is constant within a segment), and the dense blocks write into one preallocated buffer
-instead of concatenating a growing tensor per layer when no gradient is needed.
+(it is constant within a segment); without autograd the FCM head runs channels-last (oneDNN's
+fast layout for its 32-channel 3x3 convolutions) with each BatchNorm folded into its conv, and
+the dense blocks write into one preallocated buffer instead of concatenating a growing tensor
+per layer.
 """
 
 from __future__ import annotations

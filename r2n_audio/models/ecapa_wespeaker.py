@@ -27,6 +27,11 @@ returns ``(out4, embedding)``; ours returns the embedding.
 Padding: frames past each length are zeroed before every convolution wider than one frame, and
 the SE means, context statistics and attention softmax use valid frames only, so **a padded
 batch equals each utterance alone** (eval mode). With nothing padded no mask is built.
+
+Inference (no autograd, not tracing): the Res2 splits' BatchNorms write into one output buffer,
+the blocks write into the MFA input (no concatenations), and the attention softmax and the
+weighted moments run in place; the context statistics enter ``linear1`` as one matrix-vector
+product per utterance rather than as ``2 C`` tiled channels.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ pooling. WeSpeaker nests the trunk under ``front``; its checkpoints load through
 
 Padding: ResNet2d zeroes padded frames before every convolution; SimAM's mean and variance and
 the pooling's softmax use the valid frames only, so **a padded batch equals each utterance
-alone** (eval mode).
+alone** (eval mode). Without autograd the trunk runs ResNet2d's inference path: channels-last
+convolutions with each BatchNorm folded in, in-place ReLU, residual and SimAM.
 """
 
 from __future__ import annotations
