@@ -60,7 +60,11 @@ class Conv1dReluBn(nn.Module):
         self.bn = nn.BatchNorm1d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(torch.relu_(self.conv(x)))  # conv backward needs no output
+        h = torch.relu_(self.conv(x))  # conv backward needs no output
+        if fast_inference() and not self.bn.training:  # BN in place: no second (B, C, T) tensor
+            scale, shift = bn_affine(self.bn)
+            return h.mul_(scale.unsqueeze(1)).add_(shift.unsqueeze(1))
+        return self.bn(h)
 
 
 class Res2Conv1dReluBn(nn.Module):
