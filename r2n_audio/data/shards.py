@@ -178,9 +178,9 @@ def write_shards(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
     shard_size : int
         Utterances per shard (the last one holds the rest).
     format : {"wav", "flac"}
-        Audio encoding in the shards (16-bit PCM either way): a loader worker decodes a
-        2 s crop of wav ~5x faster (0.5 vs 2.6 ms; FLAC has no seek table, so seeking
-        decodes); FLAC takes ~35 % less disk.
+        Audio encoding in the shards (16-bit PCM either way): a loader worker cuts a 2 s crop
+        from a wav member in 0.1 ms (a slice of the bytes), from FLAC in 2.6 ms (no seek
+        table, so seeking decodes); FLAC takes ~35 % less disk.
     jobs : int
         Processes writing shards in parallel.
     seed : int
