@@ -11,9 +11,9 @@ How embeddings are made
 2. An utterance longer than ``window_seconds`` is cut into windows of that length overlapping by
    ``overlap_seconds`` (the last window is aligned with the end, so every window is full
    length); each window is one *segment*. Shorter utterances are one segment.
-3. Segments are sorted by length and grouped into batches whose total padded duration stays under
-   ``batch_seconds``; the front-end and the network run once per batch (the front-end always in
-   float32; the network under CPU/CUDA bf16 autocast with ``precision="bf16"``).
+3. Segments are sorted by length and grouped into batches of lengths within 10 % of each other
+   (little padding) whose total padded duration stays under ``batch_seconds``; the front-end
+   and the network run once per batch (the front-end always in float32; the network under CPU/CUDA bf16 autocast with ``precision="bf16"``).
 4. An utterance's embedding is the mean of its segments' raw network outputs, then the bundle's
    embedding normalisation (mean subtraction, optional L2) is applied.
 
@@ -50,6 +50,7 @@ from r2n_audio.scoring.decision import Decision, cosine_similarity, decide
 __all__ = ["Embedder", "FileResult", "build_model", "load_weights_strict", "resolve_device"]
 
 PRECISIONS = ("fp32", "bf16")
+_LENGTH_SPREAD = 0.1  # one network batch holds segments within 10 % of each other's length
 _NO_SIGNAL = (f"no signal: every 25 ms frame is below {SILENCE_RMS * 32768:g} 16-bit steps RMS "
               f"(about -84 dBFS) after removing its mean (silence or a constant offset)")
 
@@ -204,9 +205,10 @@ class Embedder:
         order = sorted(range(len(segments)), key=lambda i: segments[i].shape[0])
         raw = torch.zeros(len(segments), self.embed_dim)
         usable = torch.zeros(len(segments), dtype=torch.bool)
-        for batch in duration_batches(order, [s.shape[0] for s in segments],
-                                       batch_seconds * self.sample_rate):
-            raw[batch], usable[batch] = self._forward([segments[i] for i in batch])
+        sizes = [s.shape[0] for s in segments]
+        for run in _similar_lengths(order, sizes):
+            for batch in duration_batches(run, sizes, batch_seconds * self.sample_rate):
+                raw[batch], usable[batch] = self._forward([segments[i] for i in batch])
         owners = torch.tensor(owner, dtype=torch.long)
         finite = torch.isfinite(raw).all(1)
         for u in owners[~finite].unique().tolist():
@@ -391,6 +393,22 @@ def _load_bundle(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001  torch's unpickler raises many kinds on junk
         raise ModelError(f"{path}: not a readable torch file ({type(err).__name__}); expected "
                          f"an r2n-audio bundle") from None
+
+
+def _similar_lengths(order: list[int], sizes: Sequence[int], spread: float = _LENGTH_SPREAD
+                     ) -> Iterator[list[int]]:
+    """Cut ``order`` (sorted by size, shortest first) into consecutive runs whose longest item
+    is at most ``1 + spread`` times their shortest: the network then computes almost no padding
+    (one 60-second batch of 1-3 s files is a third padding), which saves more than the smaller
+    batches cost (measured ~10 % of network CPU time on 1-3 s files, ECAPA C=1024)."""
+    run: list[int] = []
+    for i in order:
+        if run and sizes[i] > (1 + spread) * sizes[run[0]]:
+            yield run
+            run = []
+        run.append(i)
+    if run:
+        yield run
 
 
 def _prefetch(pool: ThreadPoolExecutor, batches: list[list[int]], load) -> Iterator[list]:

@@ -149,7 +149,14 @@ class TDNNBlock(nn.Module):
         return self.conv.pad
 
     def forward(self, x: torch.Tensor, pad_index: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
-        return self.norm(torch.relu_(self.conv(x, pad_index)))  # conv backward needs no output
+        x = torch.relu_(self.conv(x, pad_index))  # conv backward needs no output
+        bn = self.norm.norm
+        if fast_inference() and not bn.training and bn.track_running_stats:
+            # eval BatchNorm as an in-place affine: no new (B, C, T) tensor (its page faults
+            # cost as much as the pass)
+            scale, shift = bn_affine(bn)
+            return x.mul_(scale.unsqueeze(1)).add_(shift.unsqueeze(1))
+        return self.norm(x)
 
 
 class SqueezeExcite2d(nn.Module):

@@ -8,23 +8,30 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from r2n_audio.models.layers import Conv1dNested, TDNNBlock, time_mask
+from r2n_audio.models.layers import Conv1dNested, TDNNBlock, fast_inference, time_mask
 
 __all__ = ["StatisticsPooling", "AttentiveStatisticsPooling", "ChannelAttentiveStatisticsPooling"]
 
 
-def _weighted_stats(x: torch.Tensor, w: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _weighted_stats(x: torch.Tensor, w: torch.Tensor, eps: float, buffer: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std over time of ``x (B, C, T)`` with weights ``w`` summing to 1 over time.
 
     ``w (B, 1, T)`` shared by all channels (uniform over valid frames): ``E[x^2] - E[x]^2`` by
     two batched matrix-vector products. ``w (B, C, T)`` (attention, often peaked): the centred
-    two-pass form, since the one-pass form loses ~1e-4 there.
+    two-pass form, since the one-pass form loses ~1e-4 there; with a spare ``buffer`` shaped
+    like ``x`` (inference) its products are written there instead of into new ``(B, C, T)``
+    tensors (same numbers; a large new tensor costs as much as a pass in page faults).
     """
     if w.size(1) == 1:
         wt = w.transpose(1, 2)
         mean = torch.bmm(x, wt).squeeze(2)
         sq = torch.bmm(x * x, wt).squeeze(2)
         return mean, (sq - mean * mean).clamp(min=eps).sqrt()
+    if buffer is not None:
+        mean = torch.mul(x, w, out=buffer).sum(2)
+        var = torch.sub(x, mean.unsqueeze(2), out=buffer).square_().mul_(w).sum(2)
+        return mean, var.clamp(min=eps).sqrt()
     mean = (x * w).sum(2)
     var = (w * (x - mean.unsqueeze(2)).pow(2)).sum(2)
     return mean, var.clamp(min=eps).sqrt()
@@ -102,9 +109,11 @@ class AttentiveStatisticsPooling(nn.Module):
             lengths = torch.full((x.size(0),), frames, dtype=torch.long, device=x.device)
         mask = time_mask(lengths, frames, x.dtype).unsqueeze(1)
         n = lengths.to(x.dtype).view(-1, 1, 1)
-        attn = self.conv(torch.tanh(self._hidden(x, mask, n)))
-        attn = attn.masked_fill(mask == 0, float("-inf")).softmax(dim=2)
-        mean, std = _weighted_stats(x, attn, self.eps)
+        scores = self.conv(torch.tanh(self._hidden(x, mask, n)))
+        if torch.jit.is_tracing() or int(lengths.min()) < frames:  # else nothing to mask
+            scores = scores.masked_fill_(mask == 0, float("-inf"))
+        attn = scores.softmax(dim=2)
+        mean, std = _weighted_stats(x, attn, self.eps, scores if fast_inference() else None)
         return torch.cat([mean, std], dim=1)
 
 

@@ -70,7 +70,7 @@ class SEBlock1d(nn.Module):
         self.conv2 = Conv1dNested(se_channels, channels, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        s = (x * mask).sum(dim=2, keepdim=True) / n
+        s = torch.bmm(x, mask.transpose(1, 2)) / n  # masked sum without a (B, C, T) product
         return torch.sigmoid(self.conv2(torch.relu(self.conv1(s))))
 
 
