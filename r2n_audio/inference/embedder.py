@@ -13,7 +13,8 @@ How embeddings are made
    length); each window is one *segment*. Shorter utterances are one segment.
 3. Segments are sorted by length and grouped into batches of lengths within 10 % of each other
    (little padding) whose total padded duration stays under ``batch_seconds``; the front-end
-   and the network run once per batch (the front-end always in float32; the network under CPU/CUDA bf16 autocast with ``precision="bf16"``).
+   and the network run once per batch (the front-end always in float32; the network under
+   CPU/CUDA bf16 autocast with ``precision="bf16"``).
 4. An utterance's embedding is the mean of its segments' raw network outputs, then the bundle's
    embedding normalisation (mean subtraction, optional L2) is applied.
 
