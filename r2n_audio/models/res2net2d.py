@@ -136,12 +136,13 @@ class Res2Bottleneck(nn.Module):
         sp = spx[0]
         for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
             sp = spx[i] if i == 0 or self.stage else sp + spx[i]
-            sp = F.relu(bn(conv(sp)))
+            sp = torch.relu_(conv_bn(sp, conv, bn))
             if not self.stage:  # feeds the next split's 3x3 conv
                 sp = masked(sp, mask)
             ys.append(sp)
-        if self.scale > 1:
-            ys.append(spx[-1] if self.pool is None else self.pool(spx[-1]))
+        if self.scale == 1:  # WeSpeaker's plain bottleneck: one split, nothing to concatenate
+            return ys[0]
+        ys.append(spx[-1] if self.pool is None else self.pool(spx[-1]))
         return torch.cat(ys, 1)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None, residual: torch.Tensor | None = None):
@@ -150,13 +151,15 @@ class Res2Bottleneck(nn.Module):
         # the 3x3 splits run at the entry conv's resolution (strided in the basic Res2 block)
         mask_in = mask4d(strided_lengths(lengths, entry), _out_frames(frames, entry), x.dtype)
         mask_out = mask4d(out_lengths, _out_frames(frames, self.stride), x.dtype)
-        out = masked(F.relu(self.bn1(self.conv1(x))), mask_in)
-        out = self.bn3(self.conv3(self._splits(out, mask_in)))
+        # eval: BN folded into the convs; in place where no producer keeps its output for backward
+        out = masked(torch.relu_(conv_bn(x, self.conv1, self.bn1)), mask_in)
+        out = conv_bn(self._splits(out, mask_in), self.conv3, self.bn3)
         if self.se is not None:
             out = self.se(out, mask_out)
         if residual is None:
             residual = x if self.downsample is None else self.downsample(x, lengths)
-        return masked(F.relu(out + residual), mask_out), out_lengths
+        out += residual
+        return masked(torch.relu_(out), mask_out), out_lengths
 
 
 class Bottle2neck(Res2Bottleneck):
