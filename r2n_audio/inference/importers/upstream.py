@@ -8,6 +8,7 @@ WeSpeaker's package ``__init__`` imports its command line and heavy dependencies
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -39,6 +40,10 @@ def wespeaker_models_module(name: str) -> types.ModuleType:
         if not hasattr(sys.modules.get(pkg), "__path__"):
             stub = types.ModuleType(pkg)
             stub.__path__ = [str(path)]  # submodules resolve by file; __init__ never runs
+            # A spec like the real package's, so that a later importlib.util.find_spec(pkg)
+            # (made by any other code) still finds the folder instead of raising.
+            stub.__spec__ = importlib.machinery.ModuleSpec(pkg, None, is_package=True)
+            stub.__spec__.submodule_search_locations = [str(path)]
             sys.modules[pkg] = stub
     for mod in ("pooling_layers", name):
         key = f"wespeaker.models.{mod}"
