@@ -212,14 +212,18 @@ def test_own_corpus_example_runs_on_cpu_and_writes_under_its_root(tiny_corpus, t
 
 
 def test_train_script_and_readmes_agree_on_the_8_gpu_lr():
-    """WeSpeaker's LR for 8 GPUs x 128 is 0.1 * 8 * 128 / 64 = 1.6; every place that shows an
-    8-GPU command must say so (train.py's docstring once said 0.8)."""
+    """WeSpeaker's LR for 8 GPUs x 128 is 0.1 * 8 * 128 / 64 = 1.6 (times the number of
+    nodes); every place that shows an 8-GPU command must say so (train.py's docstring once said
+    0.8)."""
     import re
 
     texts = {p: (ROOT / p).read_text() for p in
              ("recipes/voxceleb/train.py", "recipes/voxceleb/README.md", "README.md")}
     for path, text in texts.items():
-        for command in re.findall(r"--trainer\.devices=8[^\n]*(?:\n[^\n]*)?", text):
-            lrs = re.findall(r"--model\.lr=([0-9.]+)", command)
-            assert lrs == ["1.6"], (path, command)
+        for match in re.finditer(r"--trainer\.devices=8[^\n]*(?:\n[^\n]*)?", text):
+            line = text[text.rfind("\n", 0, match.start()) + 1:match.start()] + match.group()
+            nodes = re.findall(r"--trainer\.num_nodes=(\d+)", line) or ["1"]
+            lrs = re.findall(r"--model\.lr=([0-9.]+)", match.group())
+            assert [float(lr) for lr in lrs] == [pytest.approx(1.6 * int(nodes[0]))], \
+                (path, line)
     assert re.search(r"--trainer\.devices=8", texts["recipes/voxceleb/train.py"])
