@@ -27,7 +27,7 @@ from r2n_audio.data.bucketing import duration_batches
 from r2n_audio.data.manifests import read_utt2dur, read_utt2spk, read_wav_scp, utt2dur_line
 from r2n_audio.errors import DataFormatError, R2NError
 
-__all__ = ["TrainCropDataset", "EvalDataset", "EvalBatch", "BucketBatchSampler",
+__all__ = ["SpeakerClasses", "TrainCropDataset", "EvalDataset", "EvalBatch", "BucketBatchSampler",
            "collate_train", "collate_eval", "repeat_pad", "augmented_crop"]
 
 
@@ -105,7 +105,26 @@ class _WorkerRandom:
         return self.rng
 
 
-class TrainCropDataset(Dataset):
+class SpeakerClasses:
+    """The class counts a training set exposes: ``speakers`` (a sorted list) and
+    ``speed_perturb`` (``SpeedPerturb`` or None) are set by the dataset."""
+
+    speakers: list[str]
+    speed_perturb: object | None
+
+    @property
+    def num_speakers(self) -> int:
+        """Number of distinct training speakers."""
+        return len(self.speakers)
+
+    @property
+    def num_classes(self) -> int:
+        """Classifier outputs: speakers times speeds when speed perturbation is on."""
+        speeds = len(self.speed_perturb.speeds) if self.speed_perturb is not None else 1
+        return self.num_speakers * speeds
+
+
+class TrainCropDataset(SpeakerClasses, Dataset):
     """Random fixed-length crops of training utterances with their speaker index.
 
     Parameters
@@ -180,17 +199,6 @@ class TrainCropDataset(Dataset):
                                       f"e.g. {missing[:3]}")
             self._seconds = np.fromiter(map(table.__getitem__, self.keys), float,
                                         len(self.keys))
-
-    @property
-    def num_speakers(self) -> int:
-        """Number of distinct training speakers."""
-        return len(self.speakers)
-
-    @property
-    def num_classes(self) -> int:
-        """Classifier outputs: speakers times speeds when speed perturbation is on."""
-        speeds = len(self.speed_perturb.speeds) if self.speed_perturb is not None else 1
-        return self.num_speakers * speeds
 
     def __len__(self) -> int:
         return len(self.keys)

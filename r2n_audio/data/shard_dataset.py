@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
-from r2n_audio.data.datasets import _WorkerRandom, augmented_crop
+from r2n_audio.data.datasets import SpeakerClasses, _WorkerRandom, augmented_crop
 from r2n_audio.data.shards import iter_shard, read_shard_list
 from r2n_audio.errors import DataFormatError, R2NError
 
@@ -116,7 +116,7 @@ def _read_crop(data: bytes, length: int, rng: np.random.Generator) -> Tensor:
     return torch.from_numpy(wave[:, 0] if wave.shape[1] == 1 else wave.mean(axis=1))
 
 
-class ShardCropDataset(IterableDataset):
+class ShardCropDataset(SpeakerClasses, IterableDataset):
     """Random fixed-length training crops from the shards of a shard list, in batches.
 
     Parameters
@@ -154,17 +154,6 @@ class ShardCropDataset(IterableDataset):
         self.batch_size, self.shuffle_buffer, self.seed = int(batch_size), shuffle_buffer, seed
         self._random = _WorkerRandom(seed)
         self.epoch, self.rank, self.world = 0, 0, 1
-
-    @property
-    def num_speakers(self) -> int:
-        """Number of distinct training speakers (from the shard index)."""
-        return len(self.speakers)
-
-    @property
-    def num_classes(self) -> int:
-        """Classifier outputs: speakers times speeds when speed perturbation is on."""
-        speeds = len(self.speed_perturb.speeds) if self.speed_perturb is not None else 1
-        return self.num_speakers * speeds
 
     def set_epoch(self, epoch: int) -> None:
         """Fix the epoch (shard order) and read this process's rank and world size."""
