@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from .upstream_models import randomize_all
+
 HYPERPARAMS = """\
 # spkrec-ecapa-voxceleb layout, small channels
 n_mels: 80
@@ -48,26 +50,12 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 """
 
 
-def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights *and* BatchNorm statistics, so nothing is an identity by accident."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=gen))
-            else:
-                tensor.copy_(0.2 * torch.randn(tensor.shape, generator=gen))
-    return model.eval()
-
-
 @pytest.fixture(scope="session")
 def speechbrain_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ``spkrec-ecapa-voxceleb``-style folder with a random C=128 SpeechBrain ECAPA."""
     ecapa = pytest.importorskip("speechbrain.lobes.models.ECAPA_TDNN")
     folder = tmp_path_factory.mktemp("sb_ecapa")
-    model = randomize(ecapa.ECAPA_TDNN(80, channels=[128, 128, 128, 128, 384],
+    model = randomize_all(ecapa.ECAPA_TDNN(80, channels=[128, 128, 128, 128, 384],
                                        attention_channels=64, lin_neurons=96))
     torch.save(model.state_dict(), folder / "embedding_model.ckpt")
     gen = torch.Generator().manual_seed(5)
@@ -92,7 +80,7 @@ def tiny_bundle_factory(tmp_path_factory: pytest.TempPathFactory):
                 l2: bool = False) -> Path:
         path = folder / f"{model}-{frontend}-{int(mean)}{int(l2)}.pt"
         if not path.exists():
-            net = randomize(create_model(model))
+            net = randomize_all(create_model(model))
             fe = Frontend() if frontend == "kaldi" else SpeechBrainFrontend()
             vec = torch.randn(net.embed_dim, generator=torch.Generator().manual_seed(3))
             bundle = make_bundle(model, {}, net.state_dict(), fe.config(),
