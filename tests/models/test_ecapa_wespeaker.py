@@ -1,8 +1,9 @@
 """WeSpeaker-layout ECAPA-TDNN against ``wespeaker/models/ecapa_tdnn.py`` itself
 (wespeaker-unofficial, loaded by file without the package ``__init__``).
 
-Upstream weights, with every BatchNorm statistic and affine term randomised, load strictly into
-ours; embeddings (WeSpeaker's second output) agree for single utterances and, row by row, for a
+Upstream weights, every one random (convolutions and attention too: with default
+initialisation the attention is nearly uniform and a wrong context statistic goes unseen), with
+every BatchNorm statistic and affine term randomised, load strictly into ours; embeddings (WeSpeaker's second output) agree for single utterances and, row by row, for a
 zero-padded batch. The C=1024 sizes run one short forward each.
 """
 
@@ -12,6 +13,8 @@ import pytest
 import torch
 
 from r2n_audio.models import create_model
+
+from ..inference.upstream_models import randomize_all
 
 # ours -> (WeSpeaker factory, parameters at feat 80 / embed 192 / ASTP)
 SIZES = {
@@ -29,7 +32,7 @@ def _count(model: torch.nn.Module) -> int:
 def _upstream(wespeaker_module, randomize_batchnorm, name: str, **kwargs):
     torch.manual_seed(0)
     factory = getattr(wespeaker_module("ecapa_tdnn"), SIZES[name][0])
-    return randomize_batchnorm(factory(feat_dim=80, embed_dim=192, pooling_func="ASTP", **kwargs))
+    return randomize_all(factory(feat_dim=80, embed_dim=192, pooling_func="ASTP", **kwargs))
 
 
 @pytest.mark.parametrize("name", list(SIZES))
