@@ -36,7 +36,7 @@ import torch
 
 from r2n_audio.atomic import atomic_write_text
 from r2n_audio.inference.importers.common import Arch, fit_architecture
-from r2n_audio.inference.importers.upstream import wespeaker_models_module
+from r2n_audio.inference.importers.upstream import randomize_all, wespeaker_models_module
 from r2n_audio.inference.importers.wespeaker import wespeaker_arch
 
 
@@ -133,23 +133,6 @@ QUICK = ["resnet221", "eres2net34_base", "ecapa_tdnn_ws_glob_c1024", "simam_resn
          "eres2netv2", "campplus"]
 
 
-def _randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights and BatchNorm statistics, of a scale that keeps activations finite."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not t.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                t.copy_(0.5 + torch.rand(t.shape, generator=gen))
-            elif t.dim() <= 1:
-                t.copy_((1.0 if name.endswith("weight") else 0.0)
-                        + 0.2 * torch.randn(t.shape, generator=gen))
-            else:
-                t.copy_(torch.randn(t.shape, generator=gen) / t[0].numel() ** 0.5)
-    return model.eval()
-
-
 def _time(fn: Callable[[], torch.Tensor]) -> tuple[float, float]:
     """(CPU seconds of this process, wall seconds) of one call: on a shared machine the CPU
     time is the fairer measure (another process's load stretches wall time, not CPU time)."""
@@ -165,7 +148,7 @@ def _output(out) -> torch.Tensor:
 def bench_pair(pair: Pair, feats: torch.Tensor, repeats: int) -> dict:
     """Check agreement, then time ours and upstream interleaved; seconds per batch (CPU and
     wall, best and median of ``repeats`` after one warm-up call each)."""
-    upstream = _randomize(pair.build())
+    upstream = randomize_all(pair.build())
     arch, ours = fit_architecture([pair.arch()], upstream.state_dict(), pair.name)
     nets = {"ours": ours, "upstream": lambda x: _output(upstream(x))}
     runs: dict[str, list[tuple[float, float]]] = {"ours": [], "upstream": []}

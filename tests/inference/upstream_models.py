@@ -17,6 +17,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from r2n_audio.inference.importers.upstream import randomize_all
+
 __all__ = ["wespeaker_module", "speakerlab_module", "randomize_all", "speech_crop",
            "wespeaker_extract", "speakerlab_extract", "cosine_gap"]
 
@@ -42,25 +44,6 @@ def wespeaker_module(name: str) -> types.ModuleType:
 def speakerlab_module(dotted: str) -> types.ModuleType:
     """A speakerlab module (``speakerlab.models.eres2net.ERes2Net``), skipped if not installed."""
     return pytest.importorskip(dotted)
-
-
-def randomize_all(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights, BatchNorm running statistics *and* affine terms (nothing is an identity
-    by accident), scaled per tensor so that deep networks keep activations of order one."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=gen))
-            elif name.endswith("running_mean") or tensor.dim() <= 1:
-                base = 1.0 if name.endswith("weight") else 0.0
-                tensor.copy_(base + 0.2 * torch.randn(tensor.shape, generator=gen))
-            else:
-                fan_in = tensor[0].numel()
-                tensor.copy_(torch.randn(tensor.shape, generator=gen) / fan_in ** 0.5)
-    return model.eval()
 
 
 def speech_crop(tmp_path: Path, start: float = 8.3, seconds: float = 3.0,

@@ -1,4 +1,5 @@
-"""Upstream model code for parity checks and benchmarks, loaded without the toolkits' CLIs.
+"""Upstream model code for parity checks and benchmarks, loaded without the toolkits' CLIs,
+and the weight randomiser both use.
 
 WeSpeaker's package ``__init__`` imports its command line and heavy dependencies (installed here
 ``--no-deps`` as ``wespeaker-unofficial``); :func:`wespeaker_models_module` loads one
@@ -14,9 +15,11 @@ import sys
 import types
 from pathlib import Path
 
+import torch
+
 from r2n_audio.errors import ModelError
 
-__all__ = ["wespeaker_models_dir", "wespeaker_models_module"]
+__all__ = ["randomize_all", "wespeaker_models_dir", "wespeaker_models_module"]
 
 
 def wespeaker_models_dir() -> Path:
@@ -53,3 +56,22 @@ def wespeaker_models_module(name: str) -> types.ModuleType:
             sys.modules[key] = module
             spec.loader.exec_module(module)
     return sys.modules[full]
+
+
+def randomize_all(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random weights, BatchNorm running statistics *and* affine terms (nothing is an identity
+    by accident), scaled per tensor so that deep networks keep activations of order one."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=gen))
+            elif name.endswith("running_mean") or tensor.dim() <= 1:
+                base = 1.0 if name.endswith("weight") else 0.0
+                tensor.copy_(base + 0.2 * torch.randn(tensor.shape, generator=gen))
+            else:
+                fan_in = tensor[0].numel()
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) / fan_in ** 0.5)
+    return model.eval()
