@@ -26,7 +26,7 @@ from pathlib import Path
 from r2n_audio.errors import OutputError
 
 __all__ = ["STDOUT", "atomic_path", "atomic_write_text", "is_special_file",
-           "refuse_overwriting_inputs"]
+           "refuse_overwriting_inputs", "remove_stale_temps"]
 
 STDOUT = "-"
 """The output name meaning standard output."""
@@ -194,3 +194,12 @@ def refuse_overwriting_inputs(outputs: Iterable[str | os.PathLike | None],
             if _real(inp).is_relative_to(real):
                 raise OutputError(out, f"this folder is replaced or removed and holds the "
                                        f"input {inp}; choose another output")
+
+
+def remove_stale_temps(folder: str | os.PathLike, suffix: str) -> None:
+    """Remove the hidden temporaries (``.<name>.*<suffix>``) that a killed run's atomic writes
+    left anywhere below ``folder``, so a resumed run never mistakes one for a result."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for tmp in folder.rglob(f".*{suffix}"):
+            tmp.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Callable
 
-__all__ = ["at_least", "positive_int", "non_negative_int", "positive_float",
+__all__ = ["at_least", "float_at_least", "positive_int", "non_negative_int", "positive_float",
            "non_negative_float", "probability", "device", "DEVICES"]
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
@@ -54,6 +54,16 @@ def _finite(text: str, ok: Callable[[float], bool], what: str) -> float:
     if not (math.isfinite(value) and ok(value)):
         raise argparse.ArgumentTypeError(f"must be a finite number {what}, got {text!r}")
     return value
+
+
+def float_at_least(minimum: float) -> Callable[[str], float]:
+    """A finite float type accepting values ``>= minimum``."""
+
+    def parse(text: str) -> float:
+        return _finite(text, lambda v: v >= minimum, f">= {minimum:g}")
+
+    parse.__name__ = f"number >= {minimum:g}"
+    return parse
 
 
 def positive_float(text: str) -> float:

@@ -19,24 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+from r2n_audio.atomic import remove_stale_temps
+from r2n_audio.commands._types import device, non_negative_float, positive_float, positive_int
 from r2n_audio.errors import DataFormatError, R2NError
+from r2n_audio.progress import add_quiet_argument
 
 HELP = "speaker diarization: one RTTM per recording, DER against reference RTTMs"
 
 __all__ = ["HELP", "add_arguments", "run"]
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value > 0 or value != value or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-        return value
-
-    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,33 +42,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", type=Path, metavar="RTTM_DIR",
                         help="reference RTTMs (<key>.rttm in a folder, or one RTTM file): "
                              "print DER per file and overall")
-    parser.add_argument("--num-speakers", type=_positive(int), metavar="N",
+    parser.add_argument("--num-speakers", type=positive_int, metavar="N",
                         help="known number of speakers")
-    parser.add_argument("--min-speakers", type=_positive(int), metavar="A",
+    parser.add_argument("--min-speakers", type=positive_int, metavar="A",
                         help="fewest speakers the count may give (default 1)")
-    parser.add_argument("--max-speakers", type=_positive(int), metavar="B",
+    parser.add_argument("--max-speakers", type=positive_int, metavar="B",
                         help="most speakers the count may give (default 10)")
-    parser.add_argument("--window", type=_positive(float), default=1.5,
+    parser.add_argument("--window", type=positive_float, default=1.5,
                         help="window seconds (default 1.5)")
-    parser.add_argument("--hop", type=_positive(float), default=0.75,
+    parser.add_argument("--hop", type=positive_float, default=0.75,
                         help="window step seconds (default 0.75)")
     parser.add_argument("--clustering", choices=("spectral", "ahc"), default="spectral",
                         help="spectral with eigengap speaker count (default), or "
                              "agglomerative (average linkage, cosine distance)")
-    parser.add_argument("--threshold", type=_positive(float),
+    parser.add_argument("--threshold", type=positive_float,
                         help="ahc: cosine distance at which merging stops (default 0.5)")
-    parser.add_argument("--collar", type=float, default=0.25,
+    parser.add_argument("--collar", type=non_negative_float, default=0.25,
                         help="DER: unscored seconds on each side of reference boundaries "
                              "(default 0.25)")
     parser.add_argument("--skip-overlap", action="store_true",
                         help="DER: do not score overlapped reference speech (default: scored)")
     parser.add_argument("--json", action="store_true",
                         help="print the results as one JSON object")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--device", type=device, default="auto",
+                        help="auto, cpu or cuda (default auto)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="network precision (default fp32)")
     parser.add_argument("--overwrite", action="store_true", help="redo recordings already done")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_quiet_argument(parser)
 
 
 def _check_args(args: argparse.Namespace, inputs: dict[str, str]) -> None:
@@ -109,13 +100,6 @@ def _references(args: argparse.Namespace, inputs: dict[str, str]) -> dict[str, l
     from r2n_audio.diarization.rttm import reference_turns
 
     return {key: reference_turns(args.reference, key) for key in inputs}
-
-
-def _clean_stale_temps(folder: Path) -> None:
-    """Remove hidden temporaries a killed run left (atomic writes name them ``.<name>.*``)."""
-    if folder.is_dir():
-        for tmp in folder.rglob(".*.rttm"):
-            tmp.unlink(missing_ok=True)
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -193,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     diarizer = Diarizer.from_pretrained(args.model, device=args.device, precision=args.precision,
                                         vad=args.vad, window=args.window, hop=args.hop,
                                         clustering=args.clustering, threshold=args.threshold)
-    _clean_stale_temps(args.output)
+    remove_stale_temps(args.output, ".rttm")
     todo = [k for k in inputs if args.overwrite or not (args.output / f"{k}.rttm").is_file()]
     durations, failures, seconds = _diarize_all(args, diarizer, inputs, references, todo)
     report = None

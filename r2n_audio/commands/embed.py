@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from r2n_audio.atomic import remove_stale_temps
 from r2n_audio.audio import AUDIO_EXTENSIONS
 from r2n_audio.commands._types import DEVICES, device, positive_float, positive_int
 from r2n_audio.errors import DataFormatError, OutputError
@@ -192,13 +193,6 @@ def _check_keys(source: str, inputs: dict[str, str]) -> None:
                                       "plain relative paths: rename it", line)
 
 
-def _clean_stale_temps(folder: Path) -> None:
-    """Remove hidden temporaries a killed run left (atomic writes name them ``.<name>.*``)."""
-    if folder.is_dir():
-        for tmp in folder.rglob(".*.npy"):
-            tmp.unlink(missing_ok=True)
-
-
 def _done_keys(kind: str, out: Path, staging: Path, overwrite: bool) -> set[str]:
     from r2n_audio.data.embeddings import load_embeddings, npy_keys
 
@@ -275,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     embedder = Embedder.from_pretrained(args.model, device=group.device(args.device),
                                         precision=args.precision,
                                         batch_seconds=args.batch_seconds)
-    done = group.on_main(lambda: (_clean_stale_temps(staging),
+    done = group.on_main(lambda: (remove_stale_temps(staging, ".npy"),
                                   _done_keys(kind, out, staging, args.overwrite))[1])
     todo = [k for k in inputs if k not in done]
     failures, seconds = group.total(*_embed_all(embedder, inputs, group.share(todo, inputs),

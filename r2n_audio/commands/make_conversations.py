@@ -10,49 +10,38 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from r2n_audio.commands._types import at_least, float_at_least, non_negative_float
 from r2n_audio.errors import DataFormatError
+from r2n_audio.progress import add_quiet_argument
 
 HELP = "make a synthetic conversation set (wav files, reference RTTMs) for diarization"
 
 __all__ = ["HELP", "add_arguments", "run"]
 
 
-def _number(kind, minimum):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not minimum <= value < float("inf"):
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
-        return value
-
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``r2n-audio make-conversations``."""
     parser.add_argument("out_dir", type=Path, metavar="DIR", help="output folder")
-    parser.add_argument("--conversations", type=_number(int, 1), default=10,
+    parser.add_argument("--conversations", type=at_least(1), default=10,
                         help="number of recordings (default 10)")
-    parser.add_argument("--seconds", type=_number(float, 5.0), default=60.0,
+    parser.add_argument("--seconds", type=float_at_least(5.0), default=60.0,
                         help="length of each recording, about (default 60)")
-    parser.add_argument("--min-speakers", type=_number(int, 2), default=2,
+    parser.add_argument("--min-speakers", type=at_least(2), default=2,
                         help="speakers of the first recording (default 2)")
-    parser.add_argument("--max-speakers", type=_number(int, 2), default=6,
+    parser.add_argument("--max-speakers", type=at_least(2), default=6,
                         help="most speakers; recording i has min + i mod (max - min + 1) "
                              "(default 6)")
-    parser.add_argument("--overlap", type=_number(float, 0.0), default=0.0,
+    parser.add_argument("--overlap", type=non_negative_float, default=0.0,
                         help="share of the speech with two speakers at once, 0-0.5 (default 0)")
-    parser.add_argument("--seed", type=_number(int, 0), default=0,
+    parser.add_argument("--seed", type=at_least(0), default=0,
                         help="the corpus seed whose held-out speakers talk (default 0)")
-    parser.add_argument("--test-speakers", type=_number(int, 2), default=40,
+    parser.add_argument("--test-speakers", type=at_least(2), default=40,
                         help="held-out speakers of that corpus (default 40)")
-    parser.add_argument("--workers", type=_number(int, 1),
+    parser.add_argument("--workers", type=at_least(1),
                         help="worker processes (default: the CPUs available, at most 8)")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty folder that is not a conversation set")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
