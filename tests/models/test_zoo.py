@@ -23,14 +23,6 @@ MODELS = [
 ]
 
 
-def _padded(utts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([u.size(0) for u in utts])
-    batch = torch.zeros(len(utts), int(lengths.max()), utts[0].size(1))
-    for i, u in enumerate(utts):
-        batch[i, : u.size(0)] = u
-    return batch, lengths
-
-
 @pytest.fixture(scope="module", params=MODELS)
 def model(request):
     torch.manual_seed(0)
@@ -45,17 +37,17 @@ def test_forward_shape_finite_and_attributes(model):
     assert torch.isfinite(model.forward_frames(torch.randn(2, 50, 80))).all()
 
 
-def test_odd_lengths(model):
+def test_odd_lengths(model, pad_batch):
     model.eval()
-    batch, lengths = _padded([torch.randn(n, 80) for n in (97, 61, 33)])
+    batch, lengths = pad_batch([torch.randn(n, 80) for n in (97, 61, 33)])
     out = model(batch, lengths)
     assert out.shape == (3, model.embed_dim) and torch.isfinite(out).all()
 
 
-def test_backward_reaches_every_parameter(model):
+def test_backward_reaches_every_parameter(model, pad_batch):
     model.train()
     model.zero_grad()
-    batch, lengths = _padded([torch.randn(n, 80) for n in (64, 49)])
+    batch, lengths = pad_batch([torch.randn(n, 80) for n in (64, 49)])
     model(batch, lengths).pow(2).sum().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
@@ -69,10 +61,10 @@ def test_eval_is_deterministic(model):
         assert torch.equal(model(x), model(x))
 
 
-def test_padded_batch_equals_each_utterance_alone(model):
+def test_padded_batch_equals_each_utterance_alone(model, pad_batch):
     model.eval()
     utts = [torch.randn(n, 80) for n in (71, 120, 38)]
-    batch, lengths = _padded(utts)
+    batch, lengths = pad_batch(utts)
     with torch.no_grad():
         got = model(batch, lengths)
         for i, u in enumerate(utts):
@@ -80,10 +72,10 @@ def test_padded_batch_equals_each_utterance_alone(model):
             assert torch.allclose(got[i], alone, atol=1e-5, rtol=1e-5), (i, (got[i] - alone).abs().max())
 
 
-def test_onnx_export_matches_eager(model):
+def test_onnx_export_matches_eager(model, pad_batch):
     ort = pytest.importorskip("onnxruntime")
     model.eval()
-    batch, lengths = _padded([torch.randn(n, 80) for n in (90, 67)])
+    batch, lengths = pad_batch([torch.randn(n, 80) for n in (90, 67)])
     buffer = io.BytesIO()
     torch.onnx.export(model, (batch, lengths), buffer, dynamo=False, input_names=["feats", "lengths"])
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
@@ -93,10 +85,10 @@ def test_onnx_export_matches_eager(model):
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
 
 
-def test_torchscript_trace_generalises_to_other_shapes(model):
+def test_torchscript_trace_generalises_to_other_shapes(model, pad_batch):
     model.eval()
-    batch, lengths = _padded([torch.randn(n, 80) for n in (90, 67)])
+    batch, lengths = pad_batch([torch.randn(n, 80) for n in (90, 67)])
     traced = torch.jit.trace(model, (batch, lengths))
-    other, other_lengths = _padded([torch.randn(n, 80) for n in (120, 50, 99)])
+    other, other_lengths = pad_batch([torch.randn(n, 80) for n in (120, 50, 99)])
     with torch.no_grad():
         torch.testing.assert_close(traced(other, other_lengths), model(other, other_lengths), atol=1e-4, rtol=1e-4)
