@@ -46,6 +46,8 @@ from r2n_audio.errors import AudioError, ModelError
 from r2n_audio.features.frontend import build_frontend
 from r2n_audio.features.silence import SILENCE_RMS, has_signal
 from r2n_audio.inference.bundle import build_model, load_bundle, load_weights_strict
+from r2n_audio.inference.shared_frames import (CMN_MODES, NO_SIGNAL, OK, embed_blocks,
+                                               frame_shift, nonfinite_windows, plan_blocks)
 from r2n_audio.scoring.decision import Decision, cosine_similarity, decide
 
 __all__ = ["Embedder", "FileResult", "build_model", "load_weights_strict", "resolve_device"]
@@ -54,6 +56,9 @@ PRECISIONS = ("fp32", "bf16")
 _LENGTH_SPREAD = 0.1  # one network batch holds segments within 10 % of each other's length
 _NO_SIGNAL = (f"no signal: every 25 ms frame is below {SILENCE_RMS * 32768:g} 16-bit steps RMS "
               f"(about -84 dBFS) after removing its mean (silence or a constant offset)")
+_TOO_LITTLE = ("too little signal: under the model's shortest input once digital silence is "
+               "dropped")
+_NONFINITE_OUTPUT = "the model's output is NaN or Inf (a broken or overflowing model)"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -213,14 +218,13 @@ class Embedder:
         owners = torch.tensor(owner, dtype=torch.long)
         finite = torch.isfinite(raw).all(1)
         for u in owners[~finite].unique().tolist():
-            problems[u] = "the model's output is NaN or Inf (a broken or overflowing model)"
+            problems[u] = _NONFINITE_OUTPUT
         good = usable & finite
         pooled = torch.zeros(len(waves), self.embed_dim).index_add_(
             0, owners[good], raw[good])
         counts = torch.bincount(owners[good], minlength=len(waves))
         for u in torch.nonzero(counts == 0).flatten().tolist():
-            problems.setdefault(u, "too little signal: under the model's shortest input once "
-                                   "digital silence is dropped")
+            problems.setdefault(u, _TOO_LITTLE)
         pooled /= counts.clamp(min=1).unsqueeze(1).float()
         emb = self._normalise(pooled)
         emb[list(problems)] = 0.0
@@ -278,15 +282,78 @@ class Embedder:
                                           batch_seconds or self.batch_seconds)
         out[clean] = emb.numpy()
         problems = {**nonfinite, **{clean[u]: why for u, why in problems.items()}}
-        if return_valid:
-            valid = np.ones(len(waves), dtype=bool)
-            valid[list(problems)] = False
-            return out, valid
-        if problems:
-            first = min(problems)
-            raise AudioError(f"waveform {first}", f"{problems[first]} ({len(problems)} of "
-                                                  f"{len(waves)} rows have no embedding)")
-        return out
+        return _deliver(out, problems, return_valid, "waveform")
+
+    def embed_windows(self, wave: torch.Tensor | np.ndarray, windows: np.ndarray,
+                      cmn: str = "sliding", block_seconds: float = 60.0,
+                      margin_seconds: float = 2.0, batch_seconds: float | None = None,
+                      return_valid: bool = False
+                      ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Embed sliding windows of one recording from shared frame-level features.
+
+        The front-end and the network's trunk run once over each stretch of overlapping
+        windows (in blocks of about ``block_seconds``), and each window is pooled from its span
+        of the trunk's frames: with windows overlapping by half, half the work of
+        :meth:`embed_batch` on the windows cut out, with somewhat different embeddings (see
+        :mod:`r2n_audio.inference.shared_frames`: a sliding or block mean normalisation
+        instead of the window's own, real context at the edges).
+
+        Parameters
+        ----------
+        wave : (N,) torch.Tensor or np.ndarray
+            The recording at ``sample_rate``.
+        windows : (W, 2) np.ndarray
+            ``[start, end)`` in seconds.
+        cmn : {"sliding", "block"}
+            Each frame less the mean of the longest window's length centred on it (close to
+            a window's own mean), or less the block's mean.
+        block_seconds, margin_seconds : float
+            Longest stretch of windows embedded at once, and context kept beyond a block's
+            outer windows when a longer stretch is cut (memory is bounded by the block).
+        batch_seconds : float, optional
+            Bound on padded audio per network batch of blocks (default: the embedder's).
+        return_valid : bool
+            As :meth:`embed_batch`: ``(embeddings, valid (W,))`` instead of raising.
+
+        Returns
+        -------
+        embeddings : (W, D) np.ndarray, float32
+            After the bundle's normalisation, as :meth:`embed_batch`; always finite.
+
+        Raises
+        ------
+        AudioError
+            Without ``return_valid``: a window (``window i``) with NaN/Inf samples, no signal,
+            too few frames, or a non-finite network output.
+        """
+        wave = torch.as_tensor(wave, dtype=torch.float32).cpu()
+        if cmn not in CMN_MODES:
+            raise ModelError(f"cmn must be one of {CMN_MODES}, got {cmn!r}")
+        if wave.dim() != 1:
+            raise ValueError(f"wave must be (N,), got shape {tuple(wave.shape)}")
+        bounds = np.clip(np.round(np.asarray(windows, dtype=np.float64).reshape(-1, 2)
+                                  * self.sample_rate), 0, wave.shape[0]).astype(np.int64)
+        problems = nonfinite_windows(wave, bounds)
+        wave = torch.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
+        blocks = plan_blocks(bounds, int(block_seconds * self.sample_rate),
+                             int(margin_seconds * self.sample_rate),
+                             int(self.model.frame_stride) * frame_shift(self.frontend))
+        raw = torch.zeros(len(bounds), self.embed_dim)
+        status = np.full(len(bounds), OK)
+        sizes = [blk.end - blk.start for blk in blocks]
+        budget = (batch_seconds or self.batch_seconds) * self.sample_rate
+        for run in _similar_lengths(sorted(range(len(blocks)), key=sizes.__getitem__), sizes):
+            for batch in duration_batches(run, sizes, budget):
+                ids, raw[ids], status[ids] = embed_blocks(
+                    self.frontend, self.model, wave, [blocks[i] for i in batch], bounds,
+                    self.precision, cmn)
+        for i in np.flatnonzero(status != OK).tolist():
+            problems.setdefault(i, _NO_SIGNAL if status[i] == NO_SIGNAL else _TOO_LITTLE)
+        for i in np.flatnonzero(~torch.isfinite(raw).all(1).numpy()).tolist():
+            problems.setdefault(i, _NONFINITE_OUTPUT)
+        emb = self._normalise(raw.nan_to_num(0.0, 0.0, 0.0))
+        emb[list(problems)] = 0.0
+        return _deliver(emb.numpy(), problems, return_valid, "window")
 
     def embed_file(self, path: str | os.PathLike) -> np.ndarray:
         """Embedding (D,) of one audio file.
@@ -394,6 +461,21 @@ def _load_bundle(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as err:  # noqa: BLE001  torch's unpickler raises many kinds on junk
         raise ModelError(f"{path}: not a readable torch file ({type(err).__name__}); expected "
                          f"an r2n-audio bundle") from None
+
+
+def _deliver(out: np.ndarray, problems: dict[int, str], return_valid: bool, what: str
+             ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """``out`` with a validity mask, or ``out`` after raising for the first row in
+    ``problems`` (``{row: why}``; their rows of ``out`` are already 0)."""
+    if return_valid:
+        valid = np.ones(len(out), dtype=bool)
+        valid[list(problems)] = False
+        return out, valid
+    if problems:
+        first = min(problems)
+        raise AudioError(f"{what} {first}", f"{problems[first]} ({len(problems)} of "
+                                            f"{len(out)} rows have no embedding)")
+    return out
 
 
 def _similar_lengths(order: list[int], sizes: Sequence[int], spread: float = _LENGTH_SPREAD

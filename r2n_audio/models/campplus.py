@@ -285,6 +285,7 @@ class CAMPPlus(nn.Module):
     ) -> None:
         super().__init__()
         self.feat_dim, self.embed_dim = feat_dim, embed_dim
+        self.frame_stride = 2  # the stride-2 TDNN after the FCM head: T' = ceil(T / 2)
         self.head = FCM(m_channels, fcm_blocks, feat_dim)
         self.xvector = nn.ModuleDict({"tdnn": TDNNLayer(self.head.out_channels, init_channels, 5, stride=2)})
         channels = init_channels
@@ -322,10 +323,15 @@ class CAMPPlus(nn.Module):
         x, _, mask = self._frames(feats, lengths)
         return _mask(x, mask)
 
+    def forward_pooled(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """What follows :meth:`forward_frames`: ``frames (B, C, T')`` with ``lengths (B,)`` valid
+        frames -> ``(B, embed_dim)`` (statistics pooling, dense layer)."""
+        return self.xvector["dense"](self.xvector["stats"](frames, lengths))
+
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Embeddings ``(B, embed_dim)`` of ``feats (B, T, F)`` with ``lengths (B,)`` valid frames."""
         x, lengths, _ = self._frames(feats, lengths)
-        return self.xvector["dense"](self.xvector["stats"](x, lengths))
+        return self.forward_pooled(x, lengths)
 
 
 def _campplus(overrides: dict, **defaults) -> CAMPPlus:

@@ -139,6 +139,7 @@ class Res2NetDla(SpeakerImageNet):
         if num_classes == 0 and in_channels != 1:
             raise ValueError("a speaker backbone (num_classes=0) takes in_channels=1")
         self.num_classes, self.feat_dim, self.embed_dim = num_classes, feat_dim, embed_dim
+        self.frame_stride = 32  # level1 to level5 each stride time by 2
         self.base_layer = nn.Sequential(nn.Conv2d(in_channels, channels[0], 7, 1, 3, bias=False),
                                         nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True))
         self.level0 = self._conv_level(channels[0], channels[0], levels[0], 1)

@@ -238,6 +238,7 @@ class EcapaTdnnWeSpeaker(nn.Module):
     ) -> None:
         super().__init__()
         self.feat_dim, self.embed_dim = feat_dim, embed_dim
+        self.frame_stride = 1  # forward_frames keeps every frame
         self.layer1 = Conv1dReluBn(feat_dim, channels, kernel_size=5)
         self.layer2 = SERes2Block(channels, 3, 2, scale, se_channels)
         self.layer3 = SERes2Block(channels, 3, 3, scale, se_channels)
@@ -282,6 +283,15 @@ class EcapaTdnnWeSpeaker(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Embeddings ``(B, embed_dim)`` of ``feats (B, T, F)`` with ``lengths (B,)`` valid frames."""
         out, mask, lengths = self._frames(feats, lengths)
+        return self._pooled(out, mask, lengths)
+
+    def forward_pooled(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """What follows :meth:`forward_frames`: ``frames (B, C, T)`` with ``lengths (B,)`` valid
+        frames -> ``(B, embed_dim)`` (attentive statistics pooling, BN, linear, BN)."""
+        mask = None if lengths is None else time_mask(lengths, frames.size(2), frames.dtype).unsqueeze(1)
+        return self._pooled(frames, mask, lengths)
+
+    def _pooled(self, out: torch.Tensor, mask: torch.Tensor | None, lengths: torch.Tensor | None) -> torch.Tensor:
         return self.bn2(self.linear(self.bn(self.pool(out, mask, lengths))))
 
 

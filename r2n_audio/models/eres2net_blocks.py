@@ -166,6 +166,7 @@ class ERes2NetTrunk(nn.Module):
             raise ModelError(f"num_blocks needs 4 stages, got {list(num_blocks)}")
         super().__init__()
         self.feat_dim, self.embed_dim = feat_dim, embed_dim
+        self.frame_stride = 8  # stages 2-4 each stride time by 2: T' = ceil(T / 8)
         self.conv1 = nn.Conv2d(1, m_channels, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(m_channels)
         in_planes = m_channels
@@ -220,10 +221,15 @@ class ERes2NetTrunk(nn.Module):
         x, _, mask = self._frames(feats, lengths)
         return masked(x, mask)
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """``feats (B, T, F)``, ``lengths (B,)`` valid frames or None -> ``(B, embed_dim)``."""
-        x, lengths, _ = self._frames(feats, lengths)
-        embed = self.seg_1(self.pool(x, lengths))
+    def forward_pooled(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """What follows :meth:`forward_frames`: ``frames (B, C, F', T')`` with ``lengths (B,)``
+        valid frames -> ``(B, embed_dim)`` (statistics pooling, embedding layer(s))."""
+        embed = self.seg_1(self.pool(frames, lengths))
         if self.two_emb_layer:
             embed = self.seg_2(self.seg_bn_1(F.relu(embed)))
         return embed
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``feats (B, T, F)``, ``lengths (B,)`` valid frames or None -> ``(B, embed_dim)``."""
+        x, lengths, _ = self._frames(feats, lengths)
+        return self.forward_pooled(x, lengths)

@@ -133,6 +133,7 @@ class EcapaTdnn(nn.Module):
         if not len(channels) == len(kernel_sizes) == len(dilations) >= 3:
             raise ValueError("channels, kernel_sizes and dilations need the same length (>= 3)")
         self.feat_dim, self.embed_dim = feat_dim, embed_dim
+        self.frame_stride = 1  # forward_frames keeps every frame
         self.blocks = nn.ModuleList([TDNNBlock(feat_dim, channels[0], kernel_sizes[0], dilations[0])])
         for i in range(1, len(channels) - 1):
             self.blocks.append(SERes2Block(
@@ -170,8 +171,12 @@ class EcapaTdnn(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Embeddings ``(B, embed_dim)`` of ``feats (B, T, F)`` with ``lengths (B,)`` valid frames."""
-        x, lengths = self._frames(feats, lengths)
-        stats = self.asp_bn(self.asp(x, lengths))
+        return self.forward_pooled(*self._frames(feats, lengths))
+
+    def forward_pooled(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """What follows :meth:`forward_frames`: ``frames (B, C, T)`` with ``lengths (B,)`` valid
+        frames -> ``(B, embed_dim)`` (attentive statistics pooling, BatchNorm, 1x1 conv)."""
+        stats = self.asp_bn(self.asp(frames, lengths))
         return self.fc(stats.unsqueeze(2)).squeeze(2)
 
 

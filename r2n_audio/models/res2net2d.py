@@ -82,19 +82,24 @@ class SpeakerImageNet(nn.Module):
     With ``num_classes > 0`` an image classifier (``images (B, C, H, W) -> logits``); otherwise a
     speaker backbone on the fbank image: ``feats (B, T, F), lengths (B,) -> (B, embed_dim)``.
     Subclasses define ``_trunk(x, lengths) -> (x, lengths)``, ``_classify(x) -> logits``,
-    ``pool`` and ``embedding``.
+    ``pool``, ``embedding`` and ``frame_stride`` (the trunk's time stride: ``forward_frames``
+    gives ``T' = ceil(T / frame_stride)`` frames).
     """
 
     def forward_frames(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Last stage's map ``(B, C, F', T')`` (padded frames zeroed)."""
         return self._trunk(*speaker_image(self, feats, lengths))[0]
 
+    def forward_pooled(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """What follows :meth:`forward_frames`: ``frames (B, C, F', T')`` with ``lengths (B,)``
+        valid frames -> ``(B, embed_dim)`` (statistics pooling, embedding layer)."""
+        return self.embedding(self.pool(frames, lengths))
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Speaker mode: ``feats (B, T, F)`` -> ``(B, embed_dim)``; classifier: images -> logits."""
         if self.num_classes:
             return self._classify(self._trunk(x, None)[0])
-        x, lengths = self._trunk(*speaker_image(self, x, lengths))
-        return self.embedding(self.pool(x, lengths))
+        return self.forward_pooled(*self._trunk(*speaker_image(self, x, lengths)))
 
 
 class Res2Bottleneck(nn.Module):
@@ -315,6 +320,7 @@ class ResNet2d(SpeakerImageNet):
             raise ValueError("a speaker backbone (num_classes=0) takes in_channels=1")
         block_cls = _BLOCKS[block]
         self.num_classes, self.feat_dim, self.embed_dim = num_classes, feat_dim, embed_dim
+        self.frame_stride = math.prod(self._freq_strides(stem, strides))
         self._build_stem(stem, in_channels, base_channels)
         inplanes = self.bn1.num_features
         for i, (depth, stride) in enumerate(zip(layers, strides)):
