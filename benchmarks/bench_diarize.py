@@ -9,14 +9,16 @@ Parts (``--part``, default all):
   The same architecture with random weights is the no-training floor. Then pyannote.audio's
   real two-speaker ``sample.wav`` against its ``sample.rttm``.
 - ``speed``: one hour of audio (the conversation set repeated) through VAD + embeddings +
-  clustering with ``ecapa_tdnn_c512`` (random weights), fp32 and bf16, in a child process
-  (peak RSS); real-time factor = wall seconds / audio seconds, and CPU seconds / audio seconds
-  (what the wall time would be on an idle core, with ``--threads 1``). Then spectral
+  clustering with ``ecapa_tdnn_c512`` (random weights), fp32 and bf16, windows embedded one by
+  one (``--frames window``) and from shared frames (``--frames shared``), each in a child
+  process (peak RSS); real-time factor = wall seconds / audio seconds, and CPU seconds / audio
+  seconds (what the wall time would be on an idle core, with ``--threads 1``). Then spectral
   clustering of 5,000 windows alone.
 - ``peer``: the same sliding windows (1.5 s every 0.75 s over a whole recording) embedded by
   pyannote.audio's ``Inference(window="sliding")`` with its ``WeSpeakerResNet34`` (random
   weights, batch 32) and by r2n-audio's :class:`Embedder` with the same weights imported
-  (``r2n-audio import pyannote``), one after the other in rotating order; embeddings compared.
+  (``r2n-audio import pyannote``), each window alone (``embed_batch``) and from shared frames
+  (``embed_windows``), one after the other in rotating order; embeddings compared.
 
 Usage: ``python benchmarks/bench_diarize.py [--part quality|speed|peer] [--model M]``
 """
@@ -113,7 +115,8 @@ import numpy as np, soundfile as sf
 wave = np.concatenate([sf.read(p, dtype="float32")[0] for p in sys.argv[3].split(",")])
 reps = int(np.ceil(3600 * 16000 / len(wave)))
 wave = np.tile(wave, reps)[: 3600 * 16000]
-d = Diarizer.from_pretrained(sys.argv[1], device="cpu", precision=sys.argv[2])
+d = Diarizer.from_pretrained(sys.argv[1], device="cpu", precision=sys.argv[2],
+                             frames=sys.argv[5])
 d(wave[: 16000 * 20])  # warm-up
 t, cpu = time.perf_counter(), time.process_time()
 r = d(wave)
@@ -132,14 +135,15 @@ def speed(args, root: Path) -> None:
     files = ",".join(str(p) for p in sorted((folder / "wav").glob("*.wav")))
     print(f"1 h of audio (the 10-conversation set repeated), ecapa_tdnn_c512 random weights, "
           f"{args.threads} threads; load average before: {os.getloadavg()[0]:.1f}")
-    print("| precision | windows | VAD s | embed s | cluster s | total s | RTF | CPU s / audio s "
-          "| peak RSS GB |\n|---|---|---|---|---|---|---|---|---|")
-    for precision in ("fp32", "bf16"):
+    print("| precision | frames | windows | VAD s | embed s | cluster s | total s | RTF "
+          "| CPU s / audio s | peak RSS GB |\n|---|---|---|---|---|---|---|---|---|---|")
+    for precision, frames in [(p, f) for p in ("fp32", "bf16") for f in ("window", "shared")]:
         out = subprocess.run([sys.executable, "-c", _SPEED_CHILD, str(bundle), precision, files,
-                              str(args.threads)], capture_output=True, text=True, check=True)
+                              str(args.threads), frames], capture_output=True, text=True,
+                             check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         t = r["timings"]
-        print(f"| {precision} | {r['windows']} | {t['vad']:.1f} | {t['embed']:.1f} | "
+        print(f"| {precision} | {frames} | {r['windows']} | {t['vad']:.1f} | {t['embed']:.1f} | "
               f"{t['cluster']:.2f} | {r['wall']:.1f} | {r['wall'] / r['audio']:.4f} | "
               f"{r['cpu'] / r['audio']:.4f} | {r['peak_rss_gb']:.2f} |", flush=True)
     rng = np.random.default_rng(0)
@@ -185,27 +189,33 @@ def peer(args, root: Path) -> None:
     n = len(wave) / 16000
     windows = sliding_windows([(0.0, n)], 1.5, 0.75)[:-1]  # pyannote's grid (no end-aligned one)
     bounds = np.round(windows * 16000).astype(int)
-    times = {"pyannote": [], "r2n": []}
+    names = ["pyannote", "r2n window", "r2n shared"]
+    times: dict[str, list[float]] = {name: [] for name in names}
+    out = {}
     for round_ in range(args.rounds):
-        for name in (("pyannote", "r2n") if round_ % 2 == 0 else ("r2n", "pyannote")):
+        for name in names[round_ % 3:] + names[:round_ % 3]:  # rotating order
             t = time.perf_counter()
-            wave_now, _ = sf.read(wav, dtype="float32")  # decoding counted for both
+            wave_now, _ = sf.read(wav, dtype="float32")  # decoding counted for all
             if name == "pyannote":  # in memory: pyannote's torchcodec decoder is not needed
-                theirs = inference({"waveform": torch.from_numpy(wave_now)[None],
-                                    "sample_rate": 16000}).data
-            else:
-                ours = embedder.embed_batch(torch.from_numpy(
+                out[name] = inference({"waveform": torch.from_numpy(wave_now)[None],
+                                       "sample_rate": 16000}).data
+            elif name == "r2n window":
+                out[name] = embedder.embed_batch(torch.from_numpy(
                     np.stack([wave_now[a:b] for a, b in bounds])))
+            else:
+                out[name] = embedder.embed_windows(wave_now, windows)
             times[name].append(time.perf_counter() - t)
-    m = min(len(theirs), len(ours))
-    a, b = theirs[:m], ours[:m]
-    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     best = {k: min(v) for k, v in times.items()}
     print(f"{wav.name}: {n:.0f} s, {len(bounds)} windows of 1.5 s every 0.75 s, "
-          f"WeSpeakerResNet34 random weights, {args.threads} threads")
-    print(f"pyannote Inference(sliding, batch 32): {best['pyannote']:.2f} s; r2n Embedder: "
-          f"{best['r2n']:.2f} s; ratio {best['pyannote'] / best['r2n']:.2f}x "
-          f"(best of {args.rounds}); window cosine min {cos.min():.4f} median {np.median(cos):.4f}")
+          f"WeSpeakerResNet34 random weights, {args.threads} threads, best of {args.rounds}")
+    print(f"pyannote Inference(sliding, batch 32): {best['pyannote']:.2f} s")
+    theirs = out["pyannote"]
+    for name in names[1:]:
+        m = min(len(theirs), len(out[name]))
+        a, b = theirs[:m], out[name][:m]
+        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        print(f"{name}: {best[name]:.2f} s; ratio {best['pyannote'] / best[name]:.2f}x; "
+              f"cosine to pyannote's windows min {cos.min():.4f} median {np.median(cos):.4f}")
 
 
 def main(argv=None) -> None:
