@@ -20,7 +20,13 @@ Parts (``--part``, default all):
   (``r2n-audio import pyannote``), each window alone (``embed_batch``) and from shared frames
   (``embed_windows``), one after the other in rotating order; embeddings compared.
 
-Usage: ``python benchmarks/bench_diarize.py [--part quality|speed|peer] [--model M]``
+- ``frames``: how far shared-frame embeddings (``--frames shared``, sliding and block CMN)
+  are from each window embedded alone, as cosines over the windows of pyannote's real
+  ``sample.wav`` (oracle speech regions), for pyannote's ``WeSpeakerResNet34`` with random
+  weights and BatchNorm statistics (imported) and for ``--model``; then DER of ``--model`` on
+  the conversation set without overlap (Silero VAD, eigengap spectral clustering) both ways.
+
+Usage: ``python benchmarks/bench_diarize.py [--part quality|speed|peer|frames] [--model M]``
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -161,66 +168,149 @@ def speed(args, root: Path) -> None:
 def peer(args, root: Path) -> None:
     import soundfile as sf
     from pyannote.audio import Inference
-    from pyannote.audio.core.task import Problem, Resolution, Specifications
-    from pyannote.audio.models.embedding.wespeaker import WeSpeakerResNet34
 
     from r2n_audio.diarization.segments import sliding_windows
     from r2n_audio.inference.embedder import Embedder
     from r2n_audio.inference.importers import import_model
 
-    torch.manual_seed(0)
-    model = WeSpeakerResNet34()
-    model.specifications = Specifications(problem=Problem.REPRESENTATION,
-                                          resolution=Resolution.CHUNK, duration=1.5)
-    model.eval()
     folder = root / "pyannote_resnet34"
-    folder.mkdir(exist_ok=True)
-    checkpoint = {"state_dict": model.state_dict()}
-    model.on_save_checkpoint(checkpoint)
-    import lightning
-
-    checkpoint["pytorch-lightning_version"] = lightning.__version__
-    torch.save(checkpoint, folder / "pytorch_model.bin")
-    embedder = Embedder.from_pretrained(import_model("pyannote", folder), device="cpu")
+    model = _random_pyannote_resnet34(folder)
+    bundle = import_model("pyannote", folder)
     inference = Inference(model, window="sliding", duration=1.5, step=0.75, batch_size=32,
                           device=torch.device("cpu"))
     wav = sorted((_conversations(root, 0.0) / "wav").glob("*.wav"))[args.peer_file]
-    wave, _ = sf.read(wav, dtype="float32")
-    n = len(wave) / 16000
+    n = sf.info(wav).duration
     windows = sliding_windows([(0.0, n)], 1.5, 0.75)[:-1]  # pyannote's grid (no end-aligned one)
     bounds = np.round(windows * 16000).astype(int)
-    names = ["pyannote", "r2n window", "r2n shared"]
+    print(f"{wav.name}: {n:.0f} s, {len(bounds)} windows of 1.5 s every 0.75 s, "
+          f"WeSpeakerResNet34 random weights, {args.threads} threads, best of {args.rounds}, "
+          f"decoding counted for all; pyannote in fp32 only (under bf16 autocast its Inference "
+          f"fails converting the outputs to numpy)")
+    print("| system | seconds | pyannote s / system s | cosine to pyannote min | median |\n"
+          "|---|---|---|---|---|")
+
+    def theirs():
+        wave = torch.from_numpy(sf.read(wav, dtype="float32")[0])[None]
+        return inference({"waveform": wave, "sample_rate": 16000}).data
+
+    contenders = {"pyannote Inference(sliding, batch 32)": theirs}
+    for precision in ("fp32", "bf16"):
+        embedder = Embedder.from_pretrained(bundle, device="cpu", precision=precision)
+        contenders[f"r2n {precision}, each window alone"] = partial(_alone, embedder, wav, bounds)
+        contenders[f"r2n {precision}, shared frames"] = partial(_shared, embedder, wav, windows)
+    best, out = _race(contenders, args.rounds)
+    names = list(best)
+    for name in names:
+        a, b = out[names[0]], out[name]
+        m = min(len(a), len(b))
+        cos = (a[:m] * b[:m]).sum(1) / np.linalg.norm(a[:m], axis=1) / np.linalg.norm(b[:m], axis=1)
+        print(f"| {name} | {best[name]:.2f} | {best[names[0]] / best[name]:.2f} | "
+              f"{cos.min():.4f} | {np.median(cos):.4f} |", flush=True)
+
+
+def _random_pyannote_resnet34(folder: Path, randomize=None):
+    """pyannote.audio's ``WeSpeakerResNet34`` (seed 0; ``randomize(model.resnet)`` if given),
+    saved in ``folder`` as pyannote's ``pytorch_model.bin`` for ``r2n-audio import pyannote``."""
+    import lightning
+    from pyannote.audio.core.task import Problem, Resolution, Specifications
+    from pyannote.audio.models.embedding.wespeaker import WeSpeakerResNet34
+
+    torch.manual_seed(0)
+    model = WeSpeakerResNet34()
+    if randomize is not None:
+        randomize(model.resnet)
+    model.specifications = Specifications(problem=Problem.REPRESENTATION,
+                                          resolution=Resolution.CHUNK, duration=1.5)
+    model.eval()
+    folder.mkdir(exist_ok=True)
+    checkpoint = {"state_dict": model.state_dict()}
+    model.on_save_checkpoint(checkpoint)
+    checkpoint["pytorch-lightning_version"] = lightning.__version__
+    torch.save(checkpoint, folder / "pytorch_model.bin")
+    return model
+
+
+def _alone(embedder, wav: Path, bounds: np.ndarray) -> np.ndarray:
+    import soundfile as sf
+
+    wave = sf.read(wav, dtype="float32")[0]
+    return embedder.embed_batch(torch.from_numpy(np.stack([wave[a:b] for a, b in bounds])))
+
+
+def _shared(embedder, wav: Path, windows: np.ndarray) -> np.ndarray:
+    import soundfile as sf
+
+    return embedder.embed_windows(sf.read(wav, dtype="float32")[0], windows)
+
+
+def _race(contenders: dict, rounds: int) -> tuple[dict, dict]:
+    """Best wall seconds and last output of each contender (a callable), in rotating order."""
+    names = list(contenders)
     times: dict[str, list[float]] = {name: [] for name in names}
     out = {}
-    for round_ in range(args.rounds):
-        for name in names[round_ % 3:] + names[:round_ % 3]:  # rotating order
+    for round_ in range(rounds):
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
             t = time.perf_counter()
-            wave_now, _ = sf.read(wav, dtype="float32")  # decoding counted for all
-            if name == "pyannote":  # in memory: pyannote's torchcodec decoder is not needed
-                out[name] = inference({"waveform": torch.from_numpy(wave_now)[None],
-                                       "sample_rate": 16000}).data
-            elif name == "r2n window":
-                out[name] = embedder.embed_batch(torch.from_numpy(
-                    np.stack([wave_now[a:b] for a, b in bounds])))
-            else:
-                out[name] = embedder.embed_windows(wave_now, windows)
+            out[name] = contenders[name]()
             times[name].append(time.perf_counter() - t)
-    best = {k: min(v) for k, v in times.items()}
-    print(f"{wav.name}: {n:.0f} s, {len(bounds)} windows of 1.5 s every 0.75 s, "
-          f"WeSpeakerResNet34 random weights, {args.threads} threads, best of {args.rounds}")
-    print(f"pyannote Inference(sliding, batch 32): {best['pyannote']:.2f} s")
-    theirs = out["pyannote"]
-    for name in names[1:]:
-        m = min(len(theirs), len(out[name]))
-        a, b = theirs[:m], out[name][:m]
-        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-        print(f"{name}: {best[name]:.2f} s; ratio {best['pyannote'] / best[name]:.2f}x; "
-              f"cosine to pyannote's windows min {cos.min():.4f} median {np.median(cos):.4f}")
+    return {name: min(v) for name, v in times.items()}, out
+
+
+def frames(args, root: Path) -> None:
+    import importlib.util
+
+    import soundfile as sf
+
+    from r2n_audio.diarization.pipeline import Diarizer
+    from r2n_audio.diarization.rttm import read_rttm
+    from r2n_audio.diarization.segments import sliding_windows
+    from r2n_audio.diarization.vad import regions_from_turns
+    from r2n_audio.inference.embedder import Embedder
+    from r2n_audio.inference.importers import import_model
+    from r2n_audio.inference.importers.upstream import randomize_all
+
+    sample = Path(next(iter(importlib.util.find_spec("pyannote.audio")
+                            .submodule_search_locations))) / "sample"
+    wave = sf.read(sample / "sample.wav", dtype="float32")[0]
+    regions = regions_from_turns(read_rttm(sample / "sample.rttm")["sample"])
+    windows = sliding_windows(regions, 1.5, 0.75, duration=len(wave) / 16000)
+    bounds = np.round(windows * 16000).astype(int)
+    resnet = root / "pyannote_resnet34_bn"
+    _random_pyannote_resnet34(resnet, randomize_all)
+    print(f"pyannote sample.wav, {len(windows)} windows (1.5 s every 0.75 s over the reference "
+          f"speech regions): cosine of shared-frame to per-window embeddings")
+    print("| model | CMN | min | 5th percentile | median |\n|---|---|---|---|---|")
+    for name, bundle in (("WeSpeakerResNet34, random weights and BN statistics",
+                          import_model("pyannote", resnet)), (f"`{args.model}`", args.model)):
+        embedder = Embedder.from_pretrained(bundle, device="cpu")
+        alone = embedder.embed_batch(torch.from_numpy(_cut(wave, bounds)),
+                                     torch.from_numpy(bounds[:, 1] - bounds[:, 0]))
+        for cmn in ("sliding", "block"):
+            shared = embedder.embed_windows(wave, windows, cmn=cmn)
+            cos = (alone * shared).sum(1) / np.linalg.norm(alone, axis=1) / np.linalg.norm(
+                shared, axis=1)
+            print(f"| {name} | {cmn} | {cos.min():.4f} | {np.percentile(cos, 5):.4f} | "
+                  f"{np.median(cos):.4f} |", flush=True)
+    plain = _conversations(root, 0.0)
+    print(f"\nDER of `{args.model}` on the conversation set (no overlap, Silero VAD, spectral):")
+    print("| frames | DER % | missed % | false alarm % | confusion % |\n|---|---|---|---|---|")
+    for mode in ("window", "shared"):
+        print(_row(mode, _der(Diarizer.from_pretrained(args.model, device="cpu", frames=mode),
+                              plain)), flush=True)
+
+
+def _cut(wave: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Windows ``bounds (W, 2)`` of ``wave`` stacked, zero-padded to the longest: (W, N)."""
+    out = np.zeros((len(bounds), int((bounds[:, 1] - bounds[:, 0]).max())), dtype=np.float32)
+    for row, (a, b) in enumerate(bounds):
+        out[row, : b - a] = wave[a:b]
+    return out
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("quality", "speed", "peer", "all"), default="all")
+    parser.add_argument("--part", choices=("quality", "speed", "peer", "frames", "all"),
+                        default="all")
     parser.add_argument("--model", default="exp/mini/model.pt", help="the demo bundle")
     parser.add_argument("--threshold", type=float, default=0.5, help="AHC threshold")
     parser.add_argument("--threads", type=int, default=2)
@@ -231,7 +321,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     root = Path(args.work or tempfile.mkdtemp(prefix="bench_diarize_"))
     root.mkdir(parents=True, exist_ok=True)
-    for part in (("quality", "speed", "peer") if args.part == "all" else (args.part,)):
+    for part in (("quality", "speed", "peer", "frames") if args.part == "all" else (args.part,)):
         print(f"\n## {part}\n", flush=True)
         globals()[part](args, root)
 

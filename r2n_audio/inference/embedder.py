@@ -334,7 +334,8 @@ class Embedder:
         bounds = np.clip(np.round(np.asarray(windows, dtype=np.float64).reshape(-1, 2)
                                   * self.sample_rate), 0, wave.shape[0]).astype(np.int64)
         problems = nonfinite_windows(wave, bounds)
-        wave = torch.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
+        if problems:  # the others in their blocks see zeros there
+            wave = torch.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
         blocks = plan_blocks(bounds, int(block_seconds * self.sample_rate),
                              int(margin_seconds * self.sample_rate),
                              int(self.model.frame_stride) * frame_shift(self.frontend))

@@ -232,7 +232,7 @@ frames than the model's shortest input."""
 @torch.inference_mode()
 def embed_blocks(frontend: torch.nn.Module, model: torch.nn.Module, wave: torch.Tensor,
                  blocks: list[Block], bounds: np.ndarray, precision: str = "fp32",
-                 cmn: str = "sliding", pool_batch: int = 64
+                 cmn: str = "sliding", pool_batch: int = 16
                  ) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
     """Raw network outputs of the windows of a batch of blocks (front-end and trunk once each).
 
@@ -308,12 +308,11 @@ def embed_blocks(frontend: torch.nn.Module, model: torch.nn.Module, wave: torch.
 
 def nonfinite_windows(wave: torch.Tensor, bounds: np.ndarray) -> dict[int, str]:
     """``{window: why}`` for windows ``bounds (W, 2)`` of ``wave (N,)`` with NaN/Inf samples."""
-    bad = torch.cumsum((~torch.isfinite(wave)).long(), 0)
-    if not bool(bad[-1:].any()):
+    bad = torch.nonzero(~torch.isfinite(wave)).flatten().numpy()  # usually none: no N-long copy
+    if not len(bad):
         return {}
-    bad = torch.cat([bad.new_zeros(1), bad]).numpy()
-    return {i: "contains NaN or Inf samples"
-            for i in np.flatnonzero(bad[bounds[:, 1]] > bad[bounds[:, 0]]).tolist()}
+    hits = np.searchsorted(bad, bounds[:, 1]) > np.searchsorted(bad, bounds[:, 0])
+    return {i: "contains NaN or Inf samples" for i in np.flatnonzero(hits).tolist()}
 
 
 def _has_signal(wave: torch.Tensor, bounds: np.ndarray) -> np.ndarray:
