@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vad", choices=("silero", "energy", "oracle", "none"),
                         default="silero", help="speech detector (default silero; oracle takes "
                                                "the reference's speech)")
+    parser.add_argument("--vad-threshold", type=positive_float, default=0.35,
+                        metavar="P", help="Silero speech probability threshold, 0-1 "
+                                          "(default 0.35; Silero's own is 0.5)")
     parser.add_argument("--reference", type=Path, metavar="RTTM_DIR",
                         help="reference RTTMs (<key>.rttm in a folder, or one RTTM file): "
                              "print DER per file and overall")
@@ -52,10 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="window seconds (default 1.5)")
     parser.add_argument("--hop", type=positive_float, default=0.75,
                         help="window step seconds (default 0.75)")
-    parser.add_argument("--frames", choices=("window", "shared"), default="window",
-                        help="window: embed each window alone (default); shared: front-end and "
-                             "network trunk once per speech region, each window pooled from "
-                             "its frames (1.4-1.9x faster embedding; different embeddings)")
+    parser.add_argument("--context", type=non_negative_float, default=3.0, metavar="SECONDS",
+                        help="also embed a window this long centred on each window and average "
+                             "both scales' cosines in the clustering (default 3.0; 0 = off)")
+    parser.add_argument("--frames", choices=("window", "shared"), default="shared",
+                        help="shared (default): front-end and network trunk once per speech "
+                             "region, each window pooled from its frames; window: embed each "
+                             "window alone (about 2x slower; slightly different embeddings)")
     parser.add_argument("--clustering", choices=("spectral", "ahc"), default="spectral",
                         help="spectral with eigengap speaker count (default), or "
                              "agglomerative (average linkage, cosine distance)")
@@ -179,8 +185,9 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args, inputs)
     references = _references(args, inputs)
     diarizer = Diarizer.from_pretrained(args.model, device=args.device, precision=args.precision,
-                                        vad=args.vad, window=args.window, hop=args.hop,
-                                        frames=args.frames,
+                                        vad=args.vad, vad_threshold=args.vad_threshold,
+                                        window=args.window, hop=args.hop,
+                                        context=args.context, frames=args.frames,
                                         clustering=args.clustering, threshold=args.threshold)
     remove_stale_temps(args.output, ".rttm")
     todo = [k for k in inputs if args.overwrite or not (args.output / f"{k}.rttm").is_file()]

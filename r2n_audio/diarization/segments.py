@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Turn", "sliding_windows", "speech_mask", "vote", "frames_to_turns"]
+__all__ = ["Turn", "sliding_windows", "context_windows", "speech_mask", "vote", "frames_to_turns"]
 
 
 class Turn(NamedTuple):
@@ -60,6 +60,21 @@ def sliding_windows(regions: Sequence[tuple[float, float]], window: float = 1.5,
         out.extend((float(s), float(s) + window) for s in starts)
         out.append((end - window, end))
     return np.asarray(out, dtype=np.float64).reshape(-1, 2)
+
+
+def context_windows(windows: np.ndarray, context: float, duration: float) -> np.ndarray:
+    """Windows (W, 2) of ``context`` seconds centred on each of ``windows`` (W, 2), shifted to
+    stay inside ``[0, duration]`` (the whole recording when it is shorter than ``context``).
+
+    Examples
+    --------
+    >>> context_windows(np.array([[0.0, 1.5], [4.0, 5.5], [8.5, 10.0]]), 3.0, 10.0).tolist()
+    [[0.0, 3.0], [3.25, 6.25], [7.0, 10.0]]
+    """
+    width = min(context, duration)
+    centre = np.asarray(windows, dtype=np.float64).reshape(-1, 2).mean(axis=1)
+    start = np.clip(centre - width / 2.0, 0.0, duration - width)
+    return np.stack([start, start + width], axis=1)
 
 
 def speech_mask(regions: Sequence[tuple[float, float]], n_frames: int, step: float) -> np.ndarray:
