@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="spectral with eigengap speaker count (default), or "
                              "agglomerative (average linkage, cosine distance)")
     parser.add_argument("--threshold", type=positive_float,
-                        help="ahc: cosine distance at which merging stops (default 0.5)")
+                        help="ahc: cosine distance at which merging stops (default 0.7, set "
+                             "with the demo model: tune it per model)")
     parser.add_argument("--collar", type=non_negative_float, default=0.25,
                         help="DER: unscored seconds on each side of reference boundaries "
                              "(default 0.25)")

@@ -99,7 +99,7 @@ class Diarizer:
         0 turns it off (one scale, as WeSpeaker and 3D-Speaker).
     clustering : {"spectral", "ahc"}
     threshold : float, optional
-        AHC: the cosine distance at which merging stops (default 0.5).
+        AHC: the cosine distance at which merging stops (default 0.7, ``AHC_THRESHOLD``).
     min_duration : float
         Turns shorter than this are given to a touching neighbour or dropped (seconds).
     merge_gap : float
