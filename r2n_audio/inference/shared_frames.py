@@ -42,6 +42,7 @@ the recording length.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -308,9 +309,9 @@ def embed_blocks(frontend: torch.nn.Module, model: torch.nn.Module, wave: torch.
 
 def nonfinite_windows(wave: torch.Tensor, bounds: np.ndarray) -> dict[int, str]:
     """``{window: why}`` for windows ``bounds (W, 2)`` of ``wave (N,)`` with NaN/Inf samples."""
-    bad = torch.nonzero(~torch.isfinite(wave)).flatten().numpy()  # usually none: no N-long copy
-    if not len(bad):
+    if math.isfinite(float(wave.sum())):  # NaN/Inf propagate; no N-long temporaries
         return {}
+    bad = torch.nonzero(~torch.isfinite(wave)).flatten().numpy()
     hits = np.searchsorted(bad, bounds[:, 1]) > np.searchsorted(bad, bounds[:, 0])
     return {i: "contains NaN or Inf samples" for i in np.flatnonzero(hits).tolist()}
 
