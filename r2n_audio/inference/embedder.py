@@ -47,7 +47,8 @@ from r2n_audio.features.frontend import build_frontend
 from r2n_audio.features.silence import SILENCE_RMS, has_signal
 from r2n_audio.inference.bundle import build_model, load_bundle, load_weights_strict
 from r2n_audio.inference.shared_frames import (CMN_MODES, NO_SIGNAL, OK, embed_blocks,
-                                               frame_shift, nonfinite_windows, plan_blocks)
+                                               frame_shift, nonfinite_windows, plan_blocks,
+                                               release_freed_memory)
 from r2n_audio.scoring.decision import Decision, cosine_similarity, decide
 
 __all__ = ["Embedder", "FileResult", "build_model", "load_weights_strict", "resolve_device"]
@@ -348,6 +349,7 @@ class Embedder:
                 ids, raw[ids], status[ids] = embed_blocks(
                     self.frontend, self.model, wave, [blocks[i] for i in batch], bounds,
                     self.precision, cmn)
+                release_freed_memory()
         for i in np.flatnonzero(status != OK).tolist():
             problems.setdefault(i, _NO_SIGNAL if status[i] == NO_SIGNAL else _TOO_LITTLE)
         for i in np.flatnonzero(~torch.isfinite(raw).all(1).numpy()).tolist():
