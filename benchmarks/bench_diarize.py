@@ -12,8 +12,9 @@ Parts (``--part``, default all):
   defaults and with the previous ones (Silero at 0.5, one scale, windows alone); then
   pyannote.audio's real two-speaker ``sample.wav`` against its ``sample.rttm``.
 - ``speed``: one hour of audio (the conversation set repeated) through VAD + embeddings +
-  clustering with ``ecapa_tdnn_c512`` (random weights), fp32 and bf16, windows embedded one by
-  one (``--frames window``) and from shared frames (``--frames shared``), each in a child
+  clustering with ``ecapa_tdnn_c512`` (random weights), fp32 and bf16: the defaults (shared
+  frames, 3 s context), one scale (``--context 0``), and windows embedded one by one
+  (``--frames window``), each in a child
   process (peak RSS); real-time factor = wall seconds / audio seconds, and CPU seconds / audio
   seconds (what the wall time would be on an idle core, with ``--threads 1``). Then spectral
   clustering of 5,000 windows alone.
@@ -139,7 +140,7 @@ wave = np.concatenate([sf.read(p, dtype="float32")[0] for p in sys.argv[3].split
 reps = int(np.ceil(3600 * 16000 / len(wave)))
 wave = np.tile(wave, reps)[: 3600 * 16000]
 d = Diarizer.from_pretrained(sys.argv[1], device="cpu", precision=sys.argv[2],
-                             frames=sys.argv[5])
+                             frames=sys.argv[5], context=float(sys.argv[6]))
 d(wave[: 16000 * 20])  # warm-up
 t, cpu = time.perf_counter(), time.process_time()
 r = d(wave)
@@ -158,15 +159,18 @@ def speed(args, root: Path) -> None:
     files = ",".join(str(p) for p in sorted((folder / "wav").glob("*.wav")))
     print(f"1 h of audio (the 10-conversation set repeated), ecapa_tdnn_c512 random weights, "
           f"{args.threads} threads; load average before: {os.getloadavg()[0]:.1f}")
-    print("| precision | frames | windows | VAD s | embed s | cluster s | total s | RTF "
-          "| CPU s / audio s | peak RSS GB |\n|---|---|---|---|---|---|---|---|---|---|")
-    for precision, frames in [(p, f) for p in ("fp32", "bf16") for f in ("window", "shared")]:
+    print("| precision | frames | context s | windows | VAD s | embed s | cluster s | total s "
+          "| RTF | CPU s / audio s | peak RSS GB |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    runs = [(p, "shared", c) for p in ("fp32", "bf16") for c in (3.0, 0.0)]
+    runs += [(p, "window", 3.0) for p in ("fp32", "bf16")]  # the defaults, windows alone
+    for precision, frames, context in runs:
         out = subprocess.run([sys.executable, "-c", _SPEED_CHILD, str(bundle), precision, files,
-                              str(args.threads), frames], capture_output=True, text=True,
-                             check=True)
+                              str(args.threads), frames, str(context)], capture_output=True,
+                             text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         t = r["timings"]
-        print(f"| {precision} | {frames} | {r['windows']} | {t['vad']:.1f} | {t['embed']:.1f} | "
+        print(f"| {precision} | {frames} | {context:g} | {r['windows']} | {t['vad']:.1f} | "
+              f"{t['embed']:.1f} | "
               f"{t['cluster']:.2f} | {r['wall']:.1f} | {r['wall'] / r['audio']:.4f} | "
               f"{r['cpu'] / r['audio']:.4f} | {r['peak_rss_gb']:.2f} |", flush=True)
     rng = np.random.default_rng(0)
