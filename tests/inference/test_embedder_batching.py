@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from r2n_audio.inference.embedder import Embedder, _similar_lengths
+from r2n_audio.data.bucketing import similar_length_runs
+from r2n_audio.inference.embedder import Embedder
 from r2n_audio.models import create_model
 
 
 def test_runs_cut_where_the_length_passes_ten_percent_of_the_runs_shortest():
     # hand-worked: 105 <= 1.1 * 100 < 112; 112 * 1.1 = 123.2 >= 120; 300 alone
     sizes = [100, 105, 112, 120, 300]
-    assert list(_similar_lengths([0, 1, 2, 3, 4], sizes)) == [[0, 1], [2, 3], [4]]
-    assert list(_similar_lengths([], sizes)) == []
+    assert list(similar_length_runs([0, 1, 2, 3, 4], sizes)) == [[0, 1], [2, 3], [4]]
+    assert list(similar_length_runs([], sizes)) == []
 
 
 def test_each_network_batch_holds_similar_lengths_and_embeddings_do_not_change(monkeypatch):
