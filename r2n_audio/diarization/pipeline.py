@@ -6,11 +6,12 @@
 Turn(start=0.52, end=4.31, speaker='spk1')
 >>> turns.annotation                     # a pyannote.core.Annotation   # doctest: +SKIP
 
-Windows are embedded by :meth:`Embedder.embed_batch` (the project's one embedding path), in
-chunks of ``chunk_windows`` stacked windows, each chunk sorted by length and batched by padded
-duration there; an hour of audio is ~4,800 windows and never more than one chunk of them is in
-memory besides the waveform. With ``frames="shared"`` they are embedded by
-:meth:`Embedder.embed_windows` instead: front-end and trunk once per speech region (in blocks).
+Windows (and the longer ``context`` window around each) are embedded by the project's one
+embedding path, :class:`Embedder`: by default (``frames="shared"``) with
+:meth:`Embedder.embed_windows`, front-end and trunk once per stretch of speech (in blocks of
+bounded length); with ``frames="window"`` each window cut out and embedded by
+:meth:`Embedder.embed_batch`, ``chunk_windows`` at a time, so never more than one chunk of them
+is in memory besides the waveform.
 """
 
 from __future__ import annotations
@@ -108,13 +109,10 @@ class Diarizer:
         Windows stacked per ``embed_batch`` call (``frames="window"``).
     frames : {"shared", "window"}
         ``window``: each window cut out and embedded alone (:meth:`Embedder.embed_batch`);
-        ``shared`` (the default: as accurate on held-out conversation sets, and half the work
-        with the ``context`` windows): front-end and trunk once per speech region, each window
-        pooled from its
-        span of the shared frame-level features (:meth:`Embedder.embed_windows`: with hop =
-        window / 2, embedding measured 1.4x faster for ECAPA over Silero regions, 1.9x for
-        ResNet34 over one long region; embeddings differ, see
-        :mod:`r2n_audio.inference.shared_frames`).
+        ``shared`` (the default: as accurate or better on held-out conversation sets, and half
+        the work): front-end and trunk once per speech region, each window pooled from its
+        span of the shared frame-level features (:meth:`Embedder.embed_windows`; embeddings
+        differ, see :mod:`r2n_audio.inference.shared_frames`).
     cluster_options : dict
         Extra options for spectral clustering (``p``, ``min_neighbours``, ``seed``...).
     """
