@@ -22,9 +22,10 @@ by ``pad`` on both sides, and gaps narrower than two pads are split at their mid
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Sequence
-from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -87,14 +88,20 @@ def _pad(regions: list[list[int]], pad: int, n_samples: int) -> list[tuple[int, 
     return [(a, b) for a, b in regions]
 
 
+def _model_path() -> Path | None:
+    """The ONNX file inside the installed silero-vad wheel, found without importing the package:
+    its ``__init__`` calls ``torch.set_num_threads(1)``, which would leave every later torch op
+    of the process (the embeddings) on one core."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / _MODEL_FILE
+    return path if path.is_file() else None
+
+
 def silero_available() -> bool:
     """Whether the silero-vad wheel (with its ONNX file) and onnxruntime are installed."""
-    try:
-        import onnxruntime  # noqa: F401
-
-        return resources.files("silero_vad.data").joinpath(_MODEL_FILE).is_file()
-    except (ImportError, ModuleNotFoundError):
-        return False
+    return importlib.util.find_spec("onnxruntime") is not None and _model_path() is not None
 
 
 class SileroVAD:
@@ -118,8 +125,7 @@ class SileroVAD:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
-        path = resources.files("silero_vad.data").joinpath(_MODEL_FILE)
-        self.session = ort.InferenceSession(str(path), sess_options=options,
+        self.session = ort.InferenceSession(str(_model_path()), sess_options=options,
                                             providers=["CPUExecutionProvider"])
         self.rules = dict(threshold=threshold, neg_threshold=neg_threshold,
                           min_speech=min_speech, min_silence=min_silence, pad=pad)

@@ -89,3 +89,20 @@ def test_silero_falls_back_to_energy_when_missing(monkeypatch, caplog):
         assert isinstance(make_vad("silero"), EnergyVAD)
     assert "energy VAD" in caplog.text
     assert make_vad("none") is None and make_vad("oracle") is None
+
+
+def test_silero_leaves_torch_threads_alone():
+    """The silero-vad package sets torch to one thread when imported; the VAD must not import
+    it, or every embedding after it runs on one core. A fresh interpreter: this one may
+    have imported the package already (the parity tests above do)."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, torch\n"
+            "torch.set_num_threads(3)\n"
+            "from r2n_audio.diarization.vad import SileroVAD, silero_available\n"
+            "assert silero_available()\n"
+            "SileroVAD()(np.zeros(16000, dtype=np.float32))\n"
+            "print(torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "3"
