@@ -39,8 +39,12 @@ __all__ = ["Res2Bottleneck", "Bottle2neck", "BasicBlock", "SimAMBasicBlock", "Ba
 
 
 def mask4d(lengths: torch.Tensor | None, frames: int, dtype: torch.dtype) -> torch.Tensor | None:
-    """``(B, 1, 1, T)`` mask of valid frames, or None when every frame is valid."""
-    return None if lengths is None else time_mask(lengths, frames, dtype).view(-1, 1, 1, frames)
+    """``(B, 1, 1, T)`` mask of valid frames, or None when every frame is valid (no lengths,
+    or none short of ``frames``: a batch of equal lengths, or one long block, skips a
+    full-size multiply per layer; a trace keeps the mask, its lengths are inputs)."""
+    if lengths is None or (not torch.jit.is_tracing() and int(lengths.min()) >= frames):
+        return None
+    return time_mask(lengths, frames, dtype).view(-1, 1, 1, frames)
 
 
 def masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
