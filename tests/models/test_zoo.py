@@ -85,9 +85,12 @@ def test_onnx_export_matches_eager(model, pad_batch):
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
 
 
-def test_torchscript_trace_generalises_to_other_shapes(model, pad_batch):
+@pytest.mark.parametrize("example", [(90, 67), (80, 80)], ids=["padded", "unpadded"])
+def test_torchscript_trace_generalises_to_other_shapes(model, pad_batch, example):
+    """Traced on a padded batch, or on one with no padding (where eager skips its masks),
+    the trace must still mask the padded batch it is given later."""
     model.eval()
-    batch, lengths = pad_batch([torch.randn(n, 80) for n in (90, 67)])
+    batch, lengths = pad_batch([torch.randn(n, 80) for n in example])
     traced = torch.jit.trace(model, (batch, lengths))
     other, other_lengths = pad_batch([torch.randn(n, 80) for n in (120, 50, 99)])
     with torch.no_grad():
