@@ -82,7 +82,8 @@ class AttentiveStatisticsPooling(nn.Module):
     global_context : bool
         Append the utterance mean and std to every frame before scoring.
 
-    Shapes: ``x (B, C, T)``, ``lengths (B,)`` or None -> ``(B, 2 C)``.
+    Shapes: ``x (B, C, T)``, ``lengths (B,)`` or None, ``projected (B, A, T)`` or None
+    -> ``(B, 2 C)``.
     """
 
     def __init__(self, channels: int, attention_channels: int = 128, global_context: bool = True) -> None:
@@ -92,7 +93,17 @@ class AttentiveStatisticsPooling(nn.Module):
         self.tdnn = TDNNBlock(channels * (3 if global_context else 1), attention_channels, 1, 1)
         self.conv = Conv1dNested(attention_channels, channels, 1)
 
-    def _hidden(self, x: torch.Tensor, mask: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    def frame_projection(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The frame part of the tdnn, ``(B, A, T)`` for ``x (B, C, T)`` (None without global
+        context). It owes nothing to the utterance, so windows pooled from one frame map
+        share it: :func:`~r2n_audio.inference.shared_frames.pool_windows` computes it once
+        per map instead of once per window (context windows cover each frame four times)."""
+        if not self.global_context:
+            return None
+        return F.conv1d(x, self.tdnn.conv.conv.weight[:, : x.size(1)])
+
+    def _hidden(self, x: torch.Tensor, mask: torch.Tensor, n: torch.Tensor,
+                projected: torch.Tensor | None) -> torch.Tensor:
         conv = self.tdnn.conv.conv
         if not self.global_context:
             return self.tdnn(x)
@@ -100,16 +111,20 @@ class AttentiveStatisticsPooling(nn.Module):
         mean, std = _weighted_stats(x, mask / n, self.eps)
         w = conv.weight.squeeze(2)
         ctx = mean @ w[:, c : 2 * c].t() + std @ w[:, 2 * c :].t() + conv.bias
-        h = F.conv1d(x, conv.weight[:, :c]) + ctx.unsqueeze(2)
-        return self.tdnn.norm(F.relu(h))
+        if projected is None:
+            projected = self.frame_projection(x)
+        return self.tdnn.norm(F.relu(projected + ctx.unsqueeze(2)))
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
+                projected: torch.Tensor | None = None) -> torch.Tensor:
+        """``projected``: :meth:`frame_projection` of ``x`` when already at hand (same result;
+        padded frames must be zero in both)."""
         frames = x.size(2)
         if lengths is None:
             lengths = torch.full((x.size(0),), frames, dtype=torch.long, device=x.device)
         mask = time_mask(lengths, frames, x.dtype).unsqueeze(1)
         n = lengths.to(x.dtype).view(-1, 1, 1)
-        scores = self.conv(torch.tanh(self._hidden(x, mask, n)))
+        scores = self.conv(torch.tanh(self._hidden(x, mask, n, projected)))
         if torch.jit.is_tracing() or int(lengths.min()) < frames:  # else nothing to mask
             scores = scores.masked_fill_(mask == 0, float("-inf"))
         attn = scores.softmax(dim=2)

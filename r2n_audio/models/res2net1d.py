@@ -173,10 +173,17 @@ class EcapaTdnn(nn.Module):
         """Embeddings ``(B, embed_dim)`` of ``feats (B, T, F)`` with ``lengths (B,)`` valid frames."""
         return self.forward_pooled(*self._frames(feats, lengths))
 
-    def forward_pooled(self, frames: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def shared_pooling(self, frames: torch.Tensor) -> torch.Tensor | None:
+        """Per-frame work of the pooling that windows cut from ``frames (B, C, T)`` can share:
+        the attention's frame projection ``(B, A, T)`` (None without global context)."""
+        return self.asp.frame_projection(frames)
+
+    def forward_pooled(self, frames: torch.Tensor, lengths: torch.Tensor | None = None,
+                       shared: torch.Tensor | None = None) -> torch.Tensor:
         """What follows :meth:`forward_frames`: ``frames (B, C, T)`` with ``lengths (B,)`` valid
-        frames -> ``(B, embed_dim)`` (attentive statistics pooling, BatchNorm, 1x1 conv)."""
-        stats = self.asp_bn(self.asp(frames, lengths))
+        frames -> ``(B, embed_dim)`` (attentive statistics pooling, BatchNorm, 1x1 conv);
+        ``shared (B, A, T)``: the same spans of :meth:`shared_pooling` (same result)."""
+        stats = self.asp_bn(self.asp(frames, lengths, shared))
         return self.fc(stats.unsqueeze(2)).squeeze(2)
 
 

@@ -19,7 +19,8 @@ from r2n_audio.errors import AudioError
 from r2n_audio.features.frontend import Frontend
 from r2n_audio.inference.embedder import Embedder
 from r2n_audio.inference.importers import import_model
-from r2n_audio.inference.shared_frames import plan_blocks, sliding_cmn, window_frames
+from r2n_audio.inference.shared_frames import (plan_blocks, pool_windows, sliding_cmn,
+                                               window_frames)
 from r2n_audio.models import create_model, list_models
 
 from .test_import_pyannote import pyannote_folder
@@ -193,3 +194,22 @@ def test_bad_windows_are_reported_not_embedded(speech: torch.Tensor) -> None:
     assert np.allclose(emb[3], good, atol=1e-5 * np.abs(good).max())
     with pytest.raises(AudioError, match=r"window 1: no signal.*\(2 of 4 rows"):
         embedder.embed_windows(wave, windows)
+
+
+@pytest.mark.parametrize("name", ["ecapa_tdnn_tiny", "resnet34_tiny"])
+def test_pooled_windows_are_the_heads_of_their_spans(name: str) -> None:
+    """Windows pooled from one map (with the pooling's shared per-frame work, where the model
+    has some) equal the model's own head on each span cut out alone."""
+    torch.manual_seed(0)
+    model = randomize_all(create_model(name)).eval()
+    with torch.no_grad():
+        frame_map = model.forward_frames(torch.randn(2, 120, model.feat_dim))
+        shared = model.shared_pooling(frame_map) if hasattr(model, "shared_pooling") else None
+        assert (shared is not None) == name.startswith("ecapa")
+        stride = model.frame_stride
+        rows, a, b = np.array([0, 0, 1, 1]), np.array([0, 13, 40, 7]), np.array([50, 120, 97, 8])
+        got = pool_windows(model, frame_map, rows, a, b, shared)
+        for k in range(len(rows)):
+            lo, hi = a[k] // stride, -(-b[k] // stride)
+            alone = model.forward_pooled(frame_map[rows[k]: rows[k] + 1, ..., lo:hi])[0]
+            assert torch.allclose(got[k], alone, atol=1e-5, rtol=1e-4), k
