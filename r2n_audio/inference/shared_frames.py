@@ -218,13 +218,13 @@ def pool_windows(model: torch.nn.Module, frame_map: torch.Tensor, rows: np.ndarr
         Has ``frame_stride`` and ``forward_pooled``.
     frame_map : (B, C, [F',] T') torch.Tensor
         ``model.forward_frames`` of a batch of blocks.
-    shared : (B, A, T') torch.Tensor, optional
-        ``model.shared_pooling(frame_map)``, where the model has it: its spans go to
-        ``forward_pooled`` with the map's.
     rows : (K,) np.ndarray
         Block (row of ``frame_map``) of each window.
     a, b : (K,) np.ndarray
         Each window's feature-frame span ``[a, b)`` (``b > a``).
+    shared : (B, A, T') torch.Tensor, optional
+        ``model.shared_pooling(frame_map)``, where the model has it: its spans go to
+        ``forward_pooled`` with the map's.
 
     Map frame ``j`` of a stride-``s`` trunk covers feature frames ``[j s, (j + 1) s)`` (the
     trunks pad "same" and round up: ``T' = ceil(T / s)``), so a window pools the map frames
