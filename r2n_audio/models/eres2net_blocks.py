@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from r2n_audio.errors import ModelError
-from r2n_audio.models.layers import check_lengths, conv_bn, strided_lengths
+from r2n_audio.models.layers import check_lengths, conv_bn, padded_lengths, strided_lengths
 from r2n_audio.models.pooling import StatisticsPooling
 from r2n_audio.models.res2net2d import mask4d, masked
 
@@ -197,9 +197,8 @@ class ERes2NetTrunk(nn.Module):
             raise ModelError(f"feats must be (B, T, {self.feat_dim}), got {tuple(feats.shape)}")
         frames = feats.size(1)
         if lengths is not None:
-            lengths = check_lengths(lengths, feats.size(0), frames).to(feats.device)
-            if not torch.jit.is_tracing() and bool((lengths == frames).all()):
-                lengths = None  # nothing padded: the mask-free path computes the same
+            lengths = padded_lengths(check_lengths(lengths, feats.size(0), frames).to(feats.device),
+                                     frames)
         # (B, F, T) -> (B, 1, F, T) laid out channels-last: oneDNN's fast path for every conv
         x = feats.transpose(1, 2).contiguous().unsqueeze(3).permute(0, 3, 1, 2)
         masks, all_lengths = [], [lengths]

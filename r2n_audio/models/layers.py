@@ -27,6 +27,7 @@ __all__ = [
     "bn_affine",
     "conv_bn",
     "fast_inference",
+    "padded_lengths",
 ]
 
 
@@ -62,6 +63,15 @@ def check_lengths(lengths: torch.Tensor | None, batch: int, frames: int, min_fra
                 "pad the features or drop shorter utterances"
             )
     return lengths
+
+
+def padded_lengths(lengths: torch.Tensor | None, frames: int) -> torch.Tensor | None:
+    """``lengths (B,)``, or None when no utterance is shorter than ``frames``: a batch of equal
+    lengths (or one long block) then takes the mask-free path, which computes the same without
+    a full-size multiply per layer. A trace keeps them (its lengths are graph inputs)."""
+    if lengths is None or torch.jit.is_tracing() or int(lengths.min()) < frames:
+        return lengths
+    return None
 
 
 def time_mask(lengths: torch.Tensor, frames: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

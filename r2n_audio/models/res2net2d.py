@@ -31,7 +31,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from r2n_audio.models.layers import (
-    SimAM2d, SqueezeExcite2d, check_lengths, conv_bn, fast_inference, strided_lengths, time_mask,
+    SimAM2d, SqueezeExcite2d, check_lengths, conv_bn, fast_inference, padded_lengths, strided_lengths,
+    time_mask,
 )
 from r2n_audio.models.pooling import ChannelAttentiveStatisticsPooling, StatisticsPooling
 
@@ -39,12 +40,8 @@ __all__ = ["Res2Bottleneck", "Bottle2neck", "BasicBlock", "SimAMBasicBlock", "Ba
 
 
 def mask4d(lengths: torch.Tensor | None, frames: int, dtype: torch.dtype) -> torch.Tensor | None:
-    """``(B, 1, 1, T)`` mask of valid frames, or None when every frame is valid (no lengths,
-    or none short of ``frames``: a batch of equal lengths, or one long block, skips a
-    full-size multiply per layer; a trace keeps the mask, its lengths are inputs)."""
-    if lengths is None or (not torch.jit.is_tracing() and int(lengths.min()) >= frames):
-        return None
-    return time_mask(lengths, frames, dtype).view(-1, 1, 1, frames)
+    """``(B, 1, 1, T)`` mask of valid frames, or None when every frame is valid."""
+    return None if lengths is None else time_mask(lengths, frames, dtype).view(-1, 1, 1, frames)
 
 
 def masked(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -66,12 +63,14 @@ def masked_sequential(modules, x: torch.Tensor, lengths: torch.Tensor | None):
 
 def speaker_image(model: nn.Module, feats: torch.Tensor, lengths: torch.Tensor | None):
     """``feats (B, T, F)`` -> the fbank "image" ``(B, 1, F, T)`` with padded frames zeroed, and
-    validated ``lengths``."""
+    validated ``lengths`` (None when no frame is padded: :func:`padded_lengths`)."""
     if model.num_classes:
         raise ValueError("this model is an image classifier (num_classes > 0); call forward(images)")
     if feats.dim() != 3 or feats.size(2) != model.feat_dim:
         raise ValueError(f"feats must be (B, T, {model.feat_dim}), got {tuple(feats.shape)}")
-    lengths = None if lengths is None else check_lengths(lengths, feats.size(0), feats.size(1)).to(feats.device)
+    if lengths is not None:  # none padded: no masks anywhere in the trunk (padded_lengths)
+        lengths = padded_lengths(check_lengths(lengths, feats.size(0), feats.size(1)).to(feats.device),
+                                 feats.size(1))
     x = feats.transpose(1, 2).unsqueeze(1)
     return masked(x, mask4d(lengths, x.size(3), x.dtype)), lengths
 
