@@ -21,6 +21,7 @@ from pathlib import Path
 
 from r2n_audio.atomic import remove_stale_temps
 from r2n_audio.commands._types import device, non_negative_float, positive_float, positive_int
+from r2n_audio.diarization.vad import SILERO_LEVEL
 from r2n_audio.errors import DataFormatError, R2NError
 from r2n_audio.progress import add_quiet_argument
 
@@ -42,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vad-threshold", type=positive_float, default=0.35,
                         metavar="P", help="Silero speech probability threshold, 0-1 "
                                           "(default 0.35; Silero's own is 0.5)")
+    parser.add_argument("--vad-level", type=non_negative_float, default=SILERO_LEVEL,
+                        metavar="L", help="Silero hears the recording scaled so its 99.9th "
+                                          "percentile of |x| is L, at most +40 dB (default "
+                                          f"{SILERO_LEVEL}; 0: as recorded)")
     parser.add_argument("--reference", type=Path, metavar="RTTM_DIR",
                         help="reference RTTMs (<key>.rttm in a folder, or one RTTM file): "
                              "print DER per file and overall")
@@ -187,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
     references = _references(args, inputs)
     diarizer = Diarizer.from_pretrained(args.model, device=args.device, precision=args.precision,
                                         vad=args.vad, vad_threshold=args.vad_threshold,
+                                        vad_level=args.vad_level or None,
                                         window=args.window, hop=args.hop,
                                         context=args.context, frames=args.frames,
                                         clustering=args.clustering, threshold=args.threshold)

@@ -28,7 +28,7 @@ from r2n_audio.audio import load_audio
 from r2n_audio.diarization.clustering import cluster_embeddings
 from r2n_audio.diarization.segments import (Turn, context_windows, frames_to_turns,
                                             sliding_windows, speech_mask, vote)
-from r2n_audio.diarization.vad import make_vad, regions_from_turns
+from r2n_audio.diarization.vad import SILERO_LEVEL, make_vad, regions_from_turns
 from r2n_audio.errors import AudioError, R2NError
 from r2n_audio.inference.embedder import Embedder
 
@@ -92,6 +92,9 @@ class Diarizer:
         Silero's own 0.5: on held-out synthetic conversation sets it halved missed speech and
         gave the lowest DER (0.25 and 0.5 were worse); on pyannote's real sample the missed
         speech is the same at 0.25, 0.35 and 0.5.
+    vad_level : float, optional
+        Silero hears the recording scaled to this level (:func:`.vad.level_gain`: quiet
+        speech is missed otherwise); None: as recorded.
     window, hop : float
         Sliding-window length and step in seconds (WeSpeaker's and 3D-Speaker's 1.5 / 0.75).
     context : float
@@ -120,6 +123,7 @@ class Diarizer:
     embedder: Embedder
     vad: str = "silero"
     vad_threshold: float = 0.35
+    vad_level: float | None = SILERO_LEVEL
     window: float = 1.5
     hop: float = 0.75
     context: float = 3.0
@@ -141,7 +145,8 @@ class Diarizer:
             raise R2NError(f"need 0 < --vad-threshold < 1, got {self.vad_threshold}")
         if self.frames not in FRAMES:
             raise R2NError(f"frames must be one of {FRAMES}, got {self.frames!r}")
-        self._vad = make_vad(self.vad, **({"threshold": self.vad_threshold}
+        self._vad = make_vad(self.vad, **({"threshold": self.vad_threshold,
+                                           "level": self.vad_level}
                                           if self.vad == "silero" else {}))
 
     @classmethod

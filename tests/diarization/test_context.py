@@ -80,8 +80,11 @@ def test_diarizer_options_reach_vad_and_embedder(tiny_bundle):
     from r2n_audio.diarization.pipeline import Diarizer
     from r2n_audio.diarization.vad import SileroVAD
 
-    diarizer = Diarizer.from_pretrained(tiny_bundle, device="cpu", vad_threshold=0.2)
+    diarizer = Diarizer.from_pretrained(tiny_bundle, device="cpu", vad_threshold=0.2,
+                                        vad_level=None)
     assert isinstance(diarizer._vad, SileroVAD) and diarizer._vad.rules["threshold"] == 0.2
+    assert diarizer._vad.level is None
+    assert Diarizer.from_pretrained(tiny_bundle, device="cpu")._vad.level == 0.5
     diarizer = Diarizer.from_pretrained(tiny_bundle, device="cpu", vad="none")
     seen = []
     diarizer._embed = lambda wave, spans: seen.append(spans) or np.random.default_rng(
@@ -100,3 +103,19 @@ def test_bad_options_are_one_clear_error(tiny_bundle, options, message):
 
     with pytest.raises(R2NError, match=message):
         Diarizer.from_pretrained(tiny_bundle, device="cpu", **options)
+
+
+@pytest.mark.parametrize("given,level", [([], 0.5), (["--vad-level", "0"], None),
+                                         (["--vad-level", "0.2"], 0.2)])
+def test_cli_vad_level_reaches_silero(tmp_path, conversations, tiny_bundle, monkeypatch,
+                                      given, level):
+    from r2n_audio.cli import main
+    from r2n_audio.diarization import pipeline
+
+    seen = []
+    real = pipeline.make_vad
+    monkeypatch.setattr(pipeline, "make_vad", lambda name, **o: seen.append(o) or real(name, **o))
+    assert main(["diarize", str(conversations / "wav" / "conv0001.wav"), "--model",
+                 str(tiny_bundle), "-o", str(tmp_path), "--device", "cpu", "--quiet",
+                 *given]) == 0
+    assert seen == [{"threshold": 0.35, "level": level}]

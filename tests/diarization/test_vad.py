@@ -10,7 +10,7 @@ import soundfile as sf
 
 from r2n_audio.diarization import vad as vad_module
 from r2n_audio.diarization.segments import Turn
-from r2n_audio.diarization.vad import (EnergyVAD, SileroVAD, make_vad,
+from r2n_audio.diarization.vad import (EnergyVAD, SileroVAD, level_gain, make_vad,
                                        regions_from_probabilities, regions_from_turns)
 
 
@@ -31,20 +31,55 @@ def test_silero_probabilities_match_the_package(sample_wave):
     np.testing.assert_allclose(ours, reference, atol=1e-5)
 
 
-@pytest.mark.parametrize("options", [{}, {"threshold": 0.7, "min_silence_duration_ms": 50,
-                                           "speech_pad_ms": 100, "min_speech_duration_ms": 100}])
-def test_silero_timestamps_match_get_speech_timestamps(sample_wave, options):
+def _package_timestamps(wave: np.ndarray, **options) -> list[tuple[int, int]]:
     silero = pytest.importorskip("silero_vad")
     torch = pytest.importorskip("torch")
-    expected = silero.get_speech_timestamps(torch.from_numpy(sample_wave),
-                                            silero.load_silero_vad(), **options)
+    found = silero.get_speech_timestamps(torch.from_numpy(wave), silero.load_silero_vad(),
+                                         **options)
+    return [(d["start"], d["end"]) for d in found]
+
+
+def _samples(regions: list[tuple[float, float]]) -> list[tuple[int, int]]:
+    return [(round(a * 16000), round(b * 16000)) for a, b in regions]
+
+
+@pytest.mark.parametrize("level", [None, 0.5])
+@pytest.mark.parametrize("options", [{}, {"threshold": 0.7, "min_silence_duration_ms": 50,
+                                           "speech_pad_ms": 100, "min_speech_duration_ms": 100}])
+def test_silero_timestamps_match_get_speech_timestamps(sample_wave, options, level):
+    # The level rule, worked here: the 99.9th percentile of |x| over every 4th sample to 0.5.
+    gain = 1.0 if level is None else level / np.percentile(np.abs(sample_wave[::4]), 99.9)
+    assert level is None or gain > 2  # the sample is quiet enough for the rule to matter
+    expected = _package_timestamps((sample_wave * np.float32(gain)).astype(np.float32),
+                                   **options)
     ours = SileroVAD(threshold=options.get("threshold", 0.5),
                      min_silence=options.get("min_silence_duration_ms", 100) / 1000,
                      pad=options.get("speech_pad_ms", 30) / 1000,
-                     min_speech=options.get("min_speech_duration_ms", 250) / 1000)(sample_wave)
+                     min_speech=options.get("min_speech_duration_ms", 250) / 1000,
+                     level=level)(sample_wave)
     assert len(expected) >= 3
-    assert [(round(a * 16000), round(b * 16000)) for a, b in ours] == \
-        [(d["start"], d["end"]) for d in expected]
+    assert _samples(ours) == expected
+
+
+def test_silero_finds_quiet_speech_at_the_set_level(sample_wave):
+    """At -40 dB the package alone loses a sixth of the sample's speech; scaled to the set
+    level first, the regions are those of the recording at its own level."""
+    quiet = (sample_wave * np.float32(0.01)).astype(np.float32)
+    speech = sum(b - a for a, b in _package_timestamps(sample_wave)) / 16000
+    assert sum(b - a for a, b in _package_timestamps(quiet)) / 16000 < 0.9 * speech
+    vad = SileroVAD()
+    ours, loud = _samples(vad(quiet)), _samples(vad(sample_wave))
+    assert len(ours) == len(loud) >= 3
+    np.testing.assert_allclose(np.array(ours), np.array(loud), atol=512)
+    assert sum(b - a for a, b in ours) / 16000 > 0.95 * speech
+
+
+def test_silero_level_leaves_noise_alone(rng):
+    """Faint hiss is lifted by 40 dB at most, and Silero still hears no speech in it."""
+    hiss = (1e-5 * rng.standard_normal(16000 * 5)).astype(np.float32)
+    assert level_gain(hiss) == 100.0  # 0.5 / 3.3e-5 would be 83 dB
+    assert SileroVAD()(hiss) == []
+    assert SileroVAD()(np.zeros(16000, dtype=np.float32)) == []
 
 
 def test_region_rules_hand_worked():
