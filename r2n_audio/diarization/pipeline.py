@@ -143,6 +143,9 @@ class Diarizer:
                            f"{self.context} and {self.window}")
         if not 0 < self.vad_threshold < 1:
             raise R2NError(f"need 0 < --vad-threshold < 1, got {self.vad_threshold}")
+        if self.vad_level is not None and not self.vad_level > 0:
+            raise R2NError(f"vad_level must be > 0, or None for the recording's own level; "
+                           f"got {self.vad_level}")
         if self.frames not in FRAMES:
             raise R2NError(f"frames must be one of {FRAMES}, got {self.frames!r}")
         self._vad = make_vad(self.vad, **({"threshold": self.vad_threshold,

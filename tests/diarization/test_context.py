@@ -97,7 +97,8 @@ def test_diarizer_options_reach_vad_and_embedder(tiny_bundle):
 
 
 @pytest.mark.parametrize("options,message", [({"context": 1.0}, "--context"),
-                                             ({"vad_threshold": 1.5}, "--vad-threshold")])
+                                             ({"vad_threshold": 1.5}, "--vad-threshold"),
+                                             ({"vad_level": 0.0}, "vad_level")])
 def test_bad_options_are_one_clear_error(tiny_bundle, options, message):
     from r2n_audio.diarization.pipeline import Diarizer
 
