@@ -43,7 +43,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from r2n_audio.models.layers import check_lengths, conv_bn, fast_inference, strided_lengths, time_mask
+from r2n_audio.models.layers import (check_lengths, conv_bn, fast_inference, padded_lengths,
+                                      strided_lengths, time_mask)
 from r2n_audio.models.pooling import StatisticsPooling
 from r2n_audio.models.registry import build, register_model
 
@@ -305,9 +306,7 @@ class CAMPPlus(nn.Module):
             raise ValueError(f"feats must be (B, T, {self.feat_dim}), got {tuple(feats.shape)}")
         batch, frames = feats.shape[:2]
         if lengths is not None:
-            lengths = check_lengths(lengths, batch, frames).to(feats.device)
-            if not torch.jit.is_tracing() and bool((lengths == frames).all()):
-                lengths = None  # nothing padded: the unmasked fast path gives the same result
+            lengths = padded_lengths(check_lengths(lengths, batch, frames).to(feats.device), frames)
         mask = None if lengths is None else time_mask(lengths, frames, feats.dtype).unsqueeze(1)
         x = self.head(_mask(feats.transpose(1, 2), mask), None if mask is None else mask.unsqueeze(1))
         x = self.xvector["tdnn"](x)

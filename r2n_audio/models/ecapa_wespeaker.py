@@ -40,7 +40,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from r2n_audio.models.layers import bn_affine, check_lengths, fast_inference, time_mask
+from r2n_audio.models.layers import (bn_affine, check_lengths, fast_inference, padded_lengths,
+                                      time_mask)
 from r2n_audio.models.registry import build, register_model
 
 __all__ = ["EcapaTdnnWeSpeaker", "AttentiveStatsPoolWeSpeaker"]
@@ -255,9 +256,7 @@ class EcapaTdnnWeSpeaker(nn.Module):
         batch, frames = feats.shape[:2]
         mask = weights = None
         if lengths is not None:
-            lengths = check_lengths(lengths, batch, frames).to(feats.device)
-            if not torch.jit.is_tracing() and bool((lengths == frames).all()):
-                lengths = None  # nothing padded: the unmasked fast path gives the same result
+            lengths = padded_lengths(check_lengths(lengths, batch, frames).to(feats.device), frames)
         if lengths is not None:
             mask = time_mask(lengths, frames, feats.dtype).unsqueeze(1)
             weights = (mask / lengths.to(feats.dtype).view(-1, 1, 1)).transpose(1, 2)

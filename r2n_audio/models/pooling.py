@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from r2n_audio.models.layers import Conv1dNested, TDNNBlock, fast_inference, time_mask
+from r2n_audio.models.layers import (Conv1dNested, TDNNBlock, fast_inference, padded_lengths,
+                                      time_mask)
 
 __all__ = ["StatisticsPooling", "AttentiveStatisticsPooling", "ChannelAttentiveStatisticsPooling"]
 
@@ -125,7 +126,7 @@ class AttentiveStatisticsPooling(nn.Module):
         mask = time_mask(lengths, frames, x.dtype).unsqueeze(1)
         n = lengths.to(x.dtype).view(-1, 1, 1)
         scores = self.conv(torch.tanh(self._hidden(x, mask, n, projected)))
-        if torch.jit.is_tracing() or int(lengths.min()) < frames:  # else nothing to mask
+        if padded_lengths(lengths, frames) is not None:  # else nothing to mask
             scores = scores.masked_fill_(mask == 0, float("-inf"))
         attn = scores.softmax(dim=2)
         mean, std = _weighted_stats(x, attn, self.eps, scores if fast_inference() else None)
