@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 
 __all__ = ["at_least", "float_at_least", "positive_int", "non_negative_int", "positive_float",
-           "non_negative_float", "probability", "device", "DEVICES"]
+           "non_negative_float", "probability", "cosine_or_off", "device", "DEVICES"]
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
@@ -79,6 +79,17 @@ def non_negative_float(text: str) -> float:
 def probability(text: str) -> float:
     """A float strictly between 0 and 1 (priors)."""
     return _finite(text, lambda v: 0 < v < 1, "in (0, 1)")
+
+
+def cosine_or_off(text: str) -> float | None:
+    """A cosine threshold in [-1, 1], or ``off`` (None).
+
+    >>> cosine_or_off("off") is None, cosine_or_off("0.5")
+    (True, 0.5)
+    """
+    if text.strip().lower() == "off":
+        return None
+    return _finite(text, lambda v: -1 <= v <= 1, "in [-1, 1] (or off)")
 
 
 def device(text: str) -> str:

@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 
 from r2n_audio.atomic import remove_stale_temps
-from r2n_audio.commands._types import device, non_negative_float, positive_float, positive_int
+from r2n_audio.commands._types import (cosine_or_off, device, non_negative_float,
+                                       positive_float, positive_int)
+from r2n_audio.diarization.clustering import MERGE_ABOVE, SPLIT_BELOW
 from r2n_audio.diarization.vad import SILERO_LEVEL
 from r2n_audio.errors import DataFormatError, R2NError
 from r2n_audio.progress import add_quiet_argument
@@ -73,6 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=positive_float,
                         help="ahc: cosine distance at which merging stops (default 0.7, set "
                              "with the demo model: tune it per model)")
+    parser.add_argument("--split-below", type=cosine_or_off, default=SPLIT_BELOW, metavar="COS",
+                        help="spectral, speaker count estimated: cut a cluster in two when its "
+                             "halves' centroids have a cosine below COS (default "
+                             f"{SPLIT_BELOW}, set with the demo model; off: never)")
+    parser.add_argument("--merge-above", type=cosine_or_off, default=MERGE_ABOVE, metavar="COS",
+                        help="spectral, speaker count estimated: then merge clusters whose "
+                             f"centroids have a cosine of at least COS (default {MERGE_ABOVE}; "
+                             "off: never)")
     parser.add_argument("--collar", type=non_negative_float, default=0.25,
                         help="DER: unscored seconds on each side of reference boundaries "
                              "(default 0.25)")
@@ -195,7 +205,9 @@ def run(args: argparse.Namespace) -> int:
                                         vad_level=args.vad_level or None,
                                         window=args.window, hop=args.hop,
                                         context=args.context, frames=args.frames,
-                                        clustering=args.clustering, threshold=args.threshold)
+                                        clustering=args.clustering, threshold=args.threshold,
+                                        split_below=args.split_below,
+                                        merge_above=args.merge_above)
     remove_stale_temps(args.output, ".rttm")
     todo = [k for k in inputs if args.overwrite or not (args.output / f"{k}.rttm").is_file()]
     durations, failures, seconds = _diarize_all(args, diarizer, inputs, references, todo)

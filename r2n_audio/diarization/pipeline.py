@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from r2n_audio.audio import load_audio
-from r2n_audio.diarization.clustering import cluster_embeddings
+from r2n_audio.diarization.clustering import MERGE_ABOVE, SPLIT_BELOW, cluster_embeddings
 from r2n_audio.diarization.segments import (Turn, context_windows, frames_to_turns,
                                             sliding_windows, speech_mask, vote)
 from r2n_audio.diarization.vad import SILERO_LEVEL, make_vad, regions_from_turns
@@ -104,6 +104,10 @@ class Diarizer:
     clustering : {"spectral", "ahc"}
     threshold : float, optional
         AHC: the cosine distance at which merging stops (default 0.7, ``AHC_THRESHOLD``).
+    split_below, merge_above : float, optional
+        Spectral clustering with the count estimated: the centroid cosines below which a
+        cluster is cut in two and at or above which two are merged
+        (:func:`.clustering.refine_clusters`; set with the demo model). None: not done.
     min_duration : float
         Turns shorter than this are given to a touching neighbour or dropped (seconds).
     merge_gap : float
@@ -129,6 +133,8 @@ class Diarizer:
     context: float = 3.0
     clustering: str = "spectral"
     threshold: float | None = None
+    split_below: float | None = SPLIT_BELOW
+    merge_above: float | None = MERGE_ABOVE
     min_duration: float = 0.25
     merge_gap: float = 0.5
     chunk_windows: int = 512
@@ -146,6 +152,10 @@ class Diarizer:
         if self.vad_level is not None and not self.vad_level > 0:
             raise R2NError(f"vad_level must be > 0, or None for the recording's own level; "
                            f"got {self.vad_level}")
+        for name in ("split_below", "merge_above"):
+            value = getattr(self, name)
+            if value is not None and not -1 <= value <= 1:
+                raise R2NError(f"{name} is a cosine: it must be in [-1, 1] or None, got {value}")
         if self.frames not in FRAMES:
             raise R2NError(f"frames must be one of {FRAMES}, got {self.frames!r}")
         self._vad = make_vad(self.vad, **({"threshold": self.vad_threshold,
@@ -199,7 +209,8 @@ class Diarizer:
         t = time.perf_counter()
         labels = cluster_embeddings(emb, self.clustering, num_speakers, min_speakers,
                                     max_speakers, self.threshold, context=context,
-                                    **self.cluster_options)
+                                    split_below=self.split_below,
+                                    merge_above=self.merge_above, **self.cluster_options)
         timings["cluster"] = time.perf_counter() - t
         t = time.perf_counter()
         n_frames = int(np.ceil(duration / _STEP))

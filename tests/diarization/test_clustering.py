@@ -1,4 +1,5 @@
-"""Clustering: eigengap counts on constructed graphs, WeSpeaker and scikit-learn parity."""
+"""Clustering: eigengap counts on constructed graphs, WeSpeaker and scikit-learn parity, the
+count's refinement (3D-Speaker's ``merge_by_cos`` parity, splits of constructed clusters)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import types
 import numpy as np
 import pytest
 
-from r2n_audio.diarization.clustering import (ahc_clustering, cluster_embeddings,
-                                              cosine_similarity, eigengap_count, laplacian_eigs,
-                                              prune_affinity, spectral_clustering)
+from r2n_audio.diarization.clustering import (ahc_clustering, centroid_similarity,
+                                              cluster_embeddings, cosine_similarity,
+                                              eigengap_count, laplacian_eigs, merge_clusters,
+                                              prune_affinity, spectral_clustering,
+                                              split_clusters)
 from r2n_audio.errors import R2NError
 
 
@@ -28,24 +31,17 @@ def _same_partition(a, b) -> bool:
     return adjusted_rand_score(a, b) == pytest.approx(1.0)
 
 
-@pytest.fixture(scope="module")
-def wespeaker_cluster():
-    """WeSpeaker's ``cluster`` from ``wespeaker/diar/spectral_clusterer.py`` as installed.
-
-    The file imports ``wespeaker.utils.utils`` (the package's __init__ pulls its CLI), so that
-    one helper is stubbed while the file is loaded.
-    """
-    spec = importlib.util.find_spec("wespeaker")
+def _load_upstream(package: str, path: str, stubs: dict[str, types.ModuleType]):
+    """One module file of an installed reference package, loaded with ``stubs`` standing in
+    for modules it imports but the tested code does not use (restored afterwards)."""
+    spec = importlib.util.find_spec(package)
     if spec is None:
-        pytest.skip("wespeaker-unofficial is not installed")
-    path = next(iter(spec.submodule_search_locations)) + "/diar/spectral_clusterer.py"
-    stubs = {name: types.ModuleType(name)
-             for name in ("wespeaker", "wespeaker.utils", "wespeaker.utils.utils")}
-    stubs["wespeaker.utils.utils"].validate_path = lambda *_: None
+        pytest.skip(f"{package} (a reference package) is not installed")
+    file = next(iter(spec.submodule_search_locations)) + "/" + path
     saved = {name: sys.modules.get(name) for name in stubs}
     sys.modules.update(stubs)
     try:
-        module_spec = importlib.util.spec_from_file_location("_wespeaker_spectral", path)
+        module_spec = importlib.util.spec_from_file_location(f"_ref_{package}", file)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
     finally:
@@ -54,7 +50,33 @@ def wespeaker_cluster():
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = old
-    return module.cluster
+    return module
+
+
+@pytest.fixture(scope="module")
+def wespeaker_cluster():
+    """WeSpeaker's ``cluster`` from ``wespeaker/diar/spectral_clusterer.py`` as installed.
+
+    The file imports ``wespeaker.utils.utils`` (the package's __init__ pulls its CLI), so that
+    one helper is stubbed while the file is loaded.
+    """
+    stubs = {name: types.ModuleType(name)
+             for name in ("wespeaker", "wespeaker.utils", "wespeaker.utils.utils")}
+    stubs["wespeaker.utils.utils"].validate_path = lambda *_: None
+    return _load_upstream("wespeaker", "diar/spectral_clusterer.py", stubs).cluster
+
+
+@pytest.fixture(scope="module")
+def merge_by_cos():
+    """3D-Speaker's ``CommonClustering.merge_by_cos`` from ``speakerlab/process/cluster.py``.
+
+    The file imports fastcluster, umap and hdbscan (not installed) for its other clusterers;
+    they are stubbed while it loads. The method uses no instance state.
+    """
+    stubs = {name: types.ModuleType(name) for name in ("fastcluster", "umap", "hdbscan")}
+    module = _load_upstream("speakerlab", "process/cluster.py", stubs)
+    return lambda labels, x, threshold: module.CommonClustering.merge_by_cos(
+        None, np.array(labels), x, threshold)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
@@ -165,3 +187,67 @@ def test_min_and_max_speakers_bound_the_count(rng):
     assert len(np.unique(cluster_embeddings(emb, max_speakers=2))) <= 2
     assert len(np.unique(cluster_embeddings(emb, min_speakers=6, max_speakers=8))) >= 6
     assert len(np.unique(cluster_embeddings(emb, "ahc", threshold=1.9, min_speakers=3))) == 3
+
+
+def test_centroid_similarity_hand_worked():
+    emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    groups = [np.array([0, 1]), np.array([2])]
+    # centroids (0.5, 0.5) and (1, 0): cosine 1 / sqrt(2)
+    assert centroid_similarity(groups, emb)[0, 1] == pytest.approx(2 ** -0.5)
+    context = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # centroids orthogonal: cosine 0
+    assert centroid_similarity(groups, emb, context)[0, 1] == pytest.approx(0.5 * 2 ** -0.5)
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.5, 0.8])
+def test_merge_matches_3dspeakers_merge_by_cos(rng, merge_by_cos, threshold):
+    emb, truth = _blobs(rng, 90, 4, spread=1.5)
+    over = truth * 3 + rng.integers(3, size=len(truth))  # each speaker cut in up to 3
+    theirs = merge_by_cos(over, emb, threshold)
+    ours = merge_clusters(over, emb, threshold=threshold)
+    assert _same_partition(ours, theirs)
+    assert 1 < len(np.unique(ours)) < len(np.unique(over))  # 12 clusters -> 2, 4, 8
+
+
+def test_merge_stops_at_min_speakers(rng):
+    emb, truth = _blobs(rng, 60, 2)
+    assert len(np.unique(merge_clusters(np.arange(60) % 6, emb, threshold=-1.0))) == 1
+    assert len(np.unique(merge_clusters(np.arange(60) % 6, emb, threshold=-1.0,
+                                        min_speakers=4))) == 4
+
+
+def test_split_cuts_a_cluster_of_two_voices(rng):
+    emb, truth = _blobs(rng, 60, 3, spread=0.3)
+    joined = np.where(truth == 2, 1, truth)  # speakers 1 and 2 in one cluster
+    assert _same_partition(split_clusters(joined, emb), truth)
+    assert _same_partition(split_clusters(truth, emb), truth)  # one voice stays whole
+    # One voice in two tight modes: the halves are found, but their centroids' cosine (about
+    # (32 - 0.16 * 32) / (32 + 0.16 * 32) = 0.72) is above 0.5: cut only at a higher threshold.
+    c, d = rng.standard_normal(32), rng.standard_normal(32)
+    modes = np.repeat([0, 1], 15)
+    one = c + 0.4 * np.where(modes[:, None] == 0, d, -d) + 0.05 * rng.standard_normal((30, 32))
+    assert len(np.unique(split_clusters(np.zeros(30, int), one))) == 1
+    assert _same_partition(split_clusters(np.zeros(30, int), one, threshold=0.9), modes)
+    # parts must have min_windows windows; no more than max_speakers clusters
+    assert _same_partition(split_clusters(joined, emb, min_windows=31), joined)
+    assert _same_partition(split_clusters(joined, emb, max_speakers=2), joined)
+
+
+def test_refinement_repairs_the_eigengap_count():
+    """6 speakers x 8 windows: fewer windows per speaker than the 10 kept neighbours, so the
+    graph leaks and the eigengap count errs; the centroids set most of it right."""
+    errors, refined_errors, agree, refined_agree = 0, 0, [], []
+    from sklearn.metrics import adjusted_rand_score
+
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        truth = np.repeat(np.arange(6), 8)
+        emb = rng.standard_normal((6, 32))[truth] + 1.3 * rng.standard_normal((48, 32))
+        plain = cluster_embeddings(emb, split_below=None, merge_above=None)
+        refined = cluster_embeddings(emb)
+        errors += abs(len(np.unique(plain)) - 6)
+        refined_errors += abs(len(np.unique(refined)) - 6)
+        agree.append(adjusted_rand_score(truth, plain))
+        refined_agree.append(adjusted_rand_score(truth, refined))
+    assert refined_errors <= errors / 4 and np.mean(refined_agree) > np.mean(agree) + 0.3
+    # a given count is left alone
+    assert len(np.unique(cluster_embeddings(emb, num_speakers=2))) == 2

@@ -98,7 +98,9 @@ def test_diarizer_options_reach_vad_and_embedder(tiny_bundle):
 
 @pytest.mark.parametrize("options,message", [({"context": 1.0}, "--context"),
                                              ({"vad_threshold": 1.5}, "--vad-threshold"),
-                                             ({"vad_level": 0.0}, "vad_level")])
+                                             ({"vad_level": 0.0}, "vad_level"),
+                                             ({"split_below": 1.5}, "split_below"),
+                                             ({"merge_above": -2.0}, "merge_above")])
 def test_bad_options_are_one_clear_error(tiny_bundle, options, message):
     from r2n_audio.diarization.pipeline import Diarizer
 
@@ -120,3 +122,30 @@ def test_cli_vad_level_reaches_silero(tmp_path, conversations, tiny_bundle, monk
                  str(tiny_bundle), "-o", str(tmp_path), "--device", "cpu", "--quiet",
                  *given]) == 0
     assert seen == [{"threshold": 0.35, "level": level}]
+
+
+@pytest.mark.parametrize("given,split,merge", [([], 0.5, 0.62),
+                                               (["--split-below", "off", "--merge-above", "0.7"],
+                                                None, 0.7)])
+def test_cli_refinement_thresholds_reach_the_clustering(tmp_path, conversations, tiny_bundle,
+                                                       monkeypatch, given, split, merge):
+    from r2n_audio.cli import main
+    from r2n_audio.diarization import pipeline
+
+    seen = []
+    real = pipeline.cluster_embeddings
+    monkeypatch.setattr(pipeline, "cluster_embeddings",
+                        lambda *a, **o: seen.append(o) or real(*a, **o))
+    assert main(["diarize", str(conversations / "wav" / "conv0001.wav"), "--model",
+                 str(tiny_bundle), "-o", str(tmp_path), "--device", "cpu", "--quiet",
+                 *given]) == 0
+    assert (seen[0]["split_below"], seen[0]["merge_above"]) == (split, merge)
+
+
+def test_cli_refuses_a_threshold_that_is_no_cosine(tmp_path, tiny_bundle, capsys):
+    from r2n_audio.cli import main
+
+    assert main(["diarize", str(tmp_path), "--model", str(tiny_bundle), "-o",
+                 str(tmp_path / "o"), "--merge-above", "2"]) == 2
+    assert "--merge-above: must be a finite number in [-1, 1] (or off), got '2'" in \
+        capsys.readouterr().err
