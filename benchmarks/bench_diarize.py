@@ -188,6 +188,7 @@ def speed(args, root: Path) -> None:
     centres = rng.standard_normal((8, 192))
     emb = centres[rng.integers(8, size=5000)] + 1.2 * rng.standard_normal((5000, 192))
     for method in ("spectral", "ahc"):
+        cluster_embeddings(emb[:100], method, threshold=0.7)  # scipy and sklearn imported here
         t, cpu = time.perf_counter(), time.process_time()
         labels = cluster_embeddings(emb, method, threshold=0.7)
         print(f"clustering 5,000 windows ({method}): {time.perf_counter() - t:.2f} s wall, "
