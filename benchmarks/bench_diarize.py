@@ -94,9 +94,9 @@ def quality(args, root: Path) -> None:
     def diarizer(model=args.model, **options):
         return Diarizer.from_pretrained(model, device="cpu", **options)
 
-    previous = {"vad_threshold": 0.5, "vad_level": None, "context": 0.0, "frames": "window",
-                "split_below": None, "merge_above": None}
     eigengap = {"split_below": None, "merge_above": None}
+    previous = {"vad_threshold": 0.5, "vad_level": None, "context": 0.0, "frames": "window",
+                **eigengap}
     plain, overlapped = _conversations(root, 0.0), _conversations(root, 0.1)
     arch = load_bundle(args.model)["model_name"]
     print("| system | DER % | missed % | false alarm % | confusion % |\n|---|---|---|---|---|")

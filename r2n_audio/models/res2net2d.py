@@ -40,7 +40,8 @@ __all__ = ["Res2Bottleneck", "Bottle2neck", "BasicBlock", "SimAMBasicBlock", "Ba
 
 
 def mask4d(lengths: torch.Tensor | None, frames: int, dtype: torch.dtype) -> torch.Tensor | None:
-    """``(B, 1, 1, T)`` mask of valid frames, or None when every frame is valid."""
+    """``(B, 1, 1, T)`` mask of valid frames, or None without ``lengths`` (the trunk gets None
+    when no frame is padded: :func:`speaker_image` applies :func:`padded_lengths`)."""
     return None if lengths is None else time_mask(lengths, frames, dtype).view(-1, 1, 1, frames)
 
 

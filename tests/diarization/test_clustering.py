@@ -3,8 +3,6 @@ count's refinement (3D-Speaker's ``merge_by_cos`` parity, splits of constructed 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import types
 
 import numpy as np
@@ -16,6 +14,8 @@ from r2n_audio.diarization.clustering import (ahc_clustering, centroid_similarit
                                               prune_affinity, spectral_clustering,
                                               split_clusters)
 from r2n_audio.errors import R2NError
+
+from ..inference.upstream_models import upstream_file
 
 
 def _blobs(rng, n, k, dim=32, spread=0.6):
@@ -31,28 +31,6 @@ def _same_partition(a, b) -> bool:
     return adjusted_rand_score(a, b) == pytest.approx(1.0)
 
 
-def _load_upstream(package: str, path: str, stubs: dict[str, types.ModuleType]):
-    """One module file of an installed reference package, loaded with ``stubs`` standing in
-    for modules it imports but the tested code does not use (restored afterwards)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None:
-        pytest.skip(f"{package} (a reference package) is not installed")
-    file = next(iter(spec.submodule_search_locations)) + "/" + path
-    saved = {name: sys.modules.get(name) for name in stubs}
-    sys.modules.update(stubs)
-    try:
-        module_spec = importlib.util.spec_from_file_location(f"_ref_{package}", file)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    finally:
-        for name, old in saved.items():
-            if old is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = old
-    return module
-
-
 @pytest.fixture(scope="module")
 def wespeaker_cluster():
     """WeSpeaker's ``cluster`` from ``wespeaker/diar/spectral_clusterer.py`` as installed.
@@ -63,7 +41,7 @@ def wespeaker_cluster():
     stubs = {name: types.ModuleType(name)
              for name in ("wespeaker", "wespeaker.utils", "wespeaker.utils.utils")}
     stubs["wespeaker.utils.utils"].validate_path = lambda *_: None
-    return _load_upstream("wespeaker", "diar/spectral_clusterer.py", stubs).cluster
+    return upstream_file("wespeaker", "diar/spectral_clusterer.py", stubs).cluster
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +52,7 @@ def merge_by_cos():
     they are stubbed while it loads. The method uses no instance state.
     """
     stubs = {name: types.ModuleType(name) for name in ("fastcluster", "umap", "hdbscan")}
-    module = _load_upstream("speakerlab", "process/cluster.py", stubs)
+    module = upstream_file("speakerlab", "process/cluster.py", stubs)
     return lambda labels, x, threshold: module.CommonClustering.merge_by_cos(
         None, np.array(labels), x, threshold)
 

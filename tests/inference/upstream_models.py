@@ -3,6 +3,9 @@
 - WeSpeaker (``wespeaker-unofficial``): ``wespeaker/models/*.py`` loaded by file without the
   package ``__init__`` (:mod:`r2n_audio.inference.importers.upstream`).
 - 3D-Speaker (``speakerlab``): its model modules import cleanly.
+- Any other reference file (WeSpeaker's schedulers and spectral clusterer, 3D-Speaker's
+  clusterer): :func:`upstream_file`, loaded by path with stand-ins for what it imports but the
+  tests do not use.
 - Real speech: pyannote.audio's sample recording, cropped.
 """
 
@@ -19,7 +22,7 @@ import torch
 
 from r2n_audio.inference.importers.upstream import randomize_all
 
-__all__ = ["wespeaker_module", "speakerlab_module", "randomize_all", "speech_crop",
+__all__ = ["upstream_file", "wespeaker_module", "speakerlab_module", "randomize_all", "speech_crop",
            "wespeaker_extract", "speakerlab_extract", "cosine_gap"]
 
 
@@ -28,6 +31,30 @@ def _site_file(package: str, *parts: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         pytest.skip(f"reference package {package} is not installed")
     return Path(list(spec.submodule_search_locations)[0], *parts)
+
+
+def upstream_file(package: str, path: str,
+                  stubs: dict[str, types.ModuleType] | None = None) -> types.ModuleType:
+    """The module file ``path`` of the installed ``package``, loaded without the package's
+    ``__init__`` (WeSpeaker's pulls its whole CLI), with ``stubs`` standing in for modules it
+    imports (restored afterwards); skipped if the package is not installed."""
+    import sys
+
+    file = _site_file(package, path)
+    stubs = stubs or {}
+    saved = {name: sys.modules.get(name) for name in stubs}
+    sys.modules.update(stubs)
+    try:
+        spec = importlib.util.spec_from_file_location(f"_ref_{package}_{file.stem}", file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = old
+    return module
 
 
 def wespeaker_module(name: str) -> types.ModuleType:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +13,8 @@ from r2n_audio.errors import ModelError
 from r2n_audio.training.callbacks import MarginScheduler, margin_at
 from r2n_audio.training.datamodule import SpeakerDataModule
 from r2n_audio.training.module import SpeakerModule, lr_factor
+
+from ..inference.upstream_models import upstream_file
 
 FRONTEND = {"type": "kaldi", "num_mel_bins": 24, "cmn": True}
 
@@ -55,23 +56,8 @@ def test_num_classes_counts_speakers_and_speeds(tiny_corpus):
     assert _data(tiny_corpus, speed_perturb=True).num_classes == 24
 
 
-def _upstream(path: str, package: str):
-    """Load one module file of an upstream package without running its ``__init__`` (WeSpeaker's
-    pulls its whole CLI)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    if spec is None:
-        pytest.skip(f"{package} (a reference package) is not installed")
-    file = Path(spec.submodule_search_locations[0]) / path
-    module_spec = importlib.util.spec_from_file_location(f"_ref_{package}_{file.stem}", file)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
-
-
 def test_exponential_lr_is_wespeakers_schedule():
-    ref = _upstream("utils/schedulers.py", "wespeaker")
+    ref = upstream_file("wespeaker", "utils/schedulers.py")
     epochs, per_epoch, warm, scale = 10, 7, 2, 2.0  # 2 GPUs x 64: WeSpeaker's hidden factor 2
     sched = ref.ExponentialDecrease(None, epochs, per_epoch, 0.1, 5e-5, warm, scale_ratio=scale,
                                     warm_from_zero=True)
@@ -86,7 +72,7 @@ def test_exponential_lr_is_wespeakers_schedule():
 
 
 def test_cosine_lr_is_3dspeakers_schedule():
-    ref = _upstream("process/scheduler.py", "speakerlab")
+    ref = upstream_file("speakerlab", "process/scheduler.py")
     sched = ref.WarmupCosineScheduler(None, min_lr=5e-5, max_lr=0.2, warmup_epoch=2,
                                       fix_epoch=10, step_per_epoch=7)
     for t in range(70):
@@ -97,7 +83,7 @@ def test_cosine_lr_is_3dspeakers_schedule():
 
 def test_trainer_steps_follow_wespeakers_lr(tiny_corpus, trainer_kwargs):
     """Within a real run: the LR of every optimizer step is WeSpeaker's for that step."""
-    ref = _upstream("utils/schedulers.py", "wespeaker")
+    ref = upstream_file("wespeaker", "utils/schedulers.py")
     seen = []
 
     class Record(pl.Callback):
@@ -144,8 +130,8 @@ class _Projection:
 def test_margin_schedules_are_wespeakers_and_3dspeakers():
     """WeSpeaker counts epochs from 1 (its ``increase_start_epoch: 20`` starts after 19
     epochs), 3D-Speaker from 0: the configs say 19/39 and 20/50 for the published 20/40, 20/50."""
-    wespeaker = _upstream("utils/schedulers.py", "wespeaker")
-    speakerlab = _upstream("process/scheduler.py", "speakerlab")
+    wespeaker = upstream_file("wespeaker", "utils/schedulers.py")
+    speakerlab = upstream_file("speakerlab", "process/scheduler.py")
     per_epoch = 5
     model = type("M", (), {"projection": _Projection()})()
     we = wespeaker.MarginScheduler(model, per_epoch, 20, 40, 0.0, 0.2, True, "exp")
